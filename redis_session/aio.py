@@ -1,0 +1,226 @@
+"""The session over ``redis.asyncio``: every Redis operation is awaited, never blocking the loop.
+
+``AsyncSession`` drives the very same operation generators as the blocking
+:class:`~redis_session.session.Session` (:mod:`redis_session.operations`), so the key layout,
+encoding, scripts, TTL policy, lazy creation, no-resurrection and limits are shared, not copied,
+and sessions written by one are read by the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
+from .errors import ConfigurationError
+from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, fingerprint, merge_updates
+from .scripts import SCRIPTS
+from .settings import SessionSettings
+from .store import Call, check_retry, describe_url, memory_server, raise_translated
+from .value import Value
+
+
+class AsyncStore:
+    """An asyncio client with the session scripts registered once on it."""
+
+    def __init__(self, url: str, client: Any) -> None:
+        self.url = url
+        self.name = describe_url(url)
+        self.client = client
+        self.scripts: Dict[str, Any] = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+
+    async def execute(self, call: Call) -> Any:
+        """Run one call; the same retry and outage rules as the blocking store."""
+        script = self.scripts[call.script]
+        try:
+            return await script(keys=(call.key,), args=call.args)
+        except redis.exceptions.RedisError as error:
+            check_retry(self.name, call, error)
+        try:
+            return await script(keys=(call.key,), args=call.args)
+        except redis.exceptions.RedisError as error:
+            raise_translated(self.name, error)
+            raise
+
+
+def make_async_client(settings: SessionSettings) -> Any:
+    scheme = urlsplit(settings.redis_url).scheme.lower()
+    if scheme == "memory":
+        import fakeredis  # memory_server() has already told the user how to install it
+
+        return fakeredis.FakeAsyncRedis(server=memory_server(settings.redis_url))
+    if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
+        return async_nodes_client(parse_nodes_url(settings.redis_url), settings)
+    try:
+        return redis.asyncio.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+        )
+    except ValueError as error:
+        raise ConfigurationError(f"session-redis: {describe_url(settings.redis_url)!r}: {error}") from None
+
+
+def async_nodes_client(address: NodesAddress, settings: SessionSettings) -> Any:
+    """redis-py's asyncio Cluster or Sentinel client."""
+    timeouts = {"socket_timeout": settings.redis_timeout, "socket_connect_timeout": settings.redis_timeout}
+    if address.kind == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+            retry=Retry(NoBackoff(), 0),
+            **timeouts, **address.connection_options(),  # type: ignore[arg-type]
+        )
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(address.nodes), sentinel_kwargs={**timeouts, **address.sentinel_options()}, **timeouts
+    )
+    return sentinel.master_for(
+        address.service_name, db=address.db, retry=Retry(NoBackoff(), 0), **address.connection_options()
+    )
+
+
+class AsyncStoreRegistry:
+    """One asyncio store per URL and timeout *per event loop*: an asyncio connection belongs to
+    the loop that opened it, so a pool cannot be shared between loops."""
+
+    def __init__(self) -> None:
+        self._stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Tuple[str, float], AsyncStore]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def store_for(self, settings: SessionSettings) -> AsyncStore:
+        loop = asyncio.get_running_loop()
+        key = (settings.redis_url, settings.redis_timeout)
+        with self._lock:
+            per_loop = self._stores.setdefault(loop, {})
+            store = per_loop.get(key)
+            if store is None:
+                store = per_loop[key] = AsyncStore(settings.redis_url, make_async_client(settings))
+        return store
+
+
+#: Shared by the web integrations, like :data:`redis_session.store.stores`.
+async_stores = AsyncStoreRegistry()
+
+
+class AsyncSession:
+    """The session API with every Redis operation awaitable.
+
+    ``await session.count`` reads a field (``await session.get("count")`` says the same);
+    writes are ``await session.set(...)``: plain attribute assignment cannot be awaited, so it
+    raises a ``TypeError`` instead of silently doing nothing.
+    """
+
+    __slots__ = ("_core", "_store")
+    _core: SessionCore
+    _store: AsyncStore
+
+    def __init__(self, store: AsyncStore, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
+        object.__setattr__(self, "_store", store)
+        object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie))
+
+    async def _run(self, operation: Operation[T]) -> T:
+        execute = self._store.execute
+        try:
+            call = next(operation)
+            while True:
+                call = operation.send(await execute(call))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    @property
+    def session_id(self) -> Optional[str]:
+        """The current id, or ``None`` until the first write creates the session."""
+        return self._core.session_id
+
+    async def get(self, name: str) -> Value:
+        return (await self._run(self._core.read((name,))))[0]
+
+    async def get_many(self, *names: str) -> List[Value]:
+        return await self._run(self._core.read(names))
+
+    async def load(self) -> Dict[str, Value]:
+        return await self._run(self._core.read_all())
+
+    async def keys(self) -> List[str]:
+        return await self._run(self._core.names())
+
+    async def contains(self, name: str) -> bool:
+        return not (await self.get(name)).none
+
+    async def length(self) -> int:
+        return len(await self.keys())
+
+    async def set(self, name: str, value: Any) -> None:
+        await self._run(self._core.write(((name, value),)))
+
+    async def update(self, mapping: Optional[Mapping[str, Any]] = None, **fields: Any) -> None:
+        await self._run(self._core.write(merge_updates(mapping, fields)))
+
+    async def delete(self, *names: str) -> None:
+        await self._run(self._core.write([(name, None) for name in names]))
+
+    async def incr(self, name: str, amount: Number = 1) -> Number:
+        return await self._run(self._core.incr(name, amount))
+
+    async def clear(self) -> None:
+        await self._run(self._core.write((), clear=True))
+
+    async def destroy(self) -> None:
+        await self._run(self._core.destroy())
+
+    async def regenerate(self) -> None:
+        await self._run(self._core.regenerate())
+
+    async def bind_user(self, user_id: str) -> None:
+        await self._run(self._core.regenerate(str(user_id)))
+
+    async def user_id(self) -> Optional[str]:
+        return await self._run(self._core.user_id())
+
+    async def flash(self, message: str, category: str = "message") -> None:
+        await self._run(self._core.flash(message, category))
+
+    async def flashes(self, category: Union[str, Iterable[str], None] = None) -> List[Tuple[str, str]]:
+        return await self._run(self._core.flashes(categories_of(category)))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.get(name)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError(
+            f"an async session cannot be written by assignment; use await self.session.set({name!r}, value)"
+        )
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        raise TypeError(
+            f"an async session cannot be written by assignment; use await self.session.set({name!r}, value)"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise TypeError(f"an async session cannot be changed by del; use await self.session.delete({name!r})")
+
+    def __repr__(self) -> str:
+        session_id = self._core.session_id
+        state = "new" if session_id is None else "fingerprint " + fingerprint(session_id)
+        return f"<AsyncSession {state} in {self._store.name}>"

@@ -1,0 +1,51 @@
+"""Every error the library raises derives from :class:`RedisSessionError`.
+
+One root lets an application catch "anything from the session layer" in one place, while the
+subclasses also derive from the matching built-in (``ValueError``, ``TypeError``) so code that
+already catches those keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class RedisSessionError(Exception):
+    """Root of all redis_session errors."""
+
+
+class ConfigurationError(RedisSessionError, ValueError):
+    """The settings cannot work; the message lists every problem at once.
+
+    Listing all problems (not just the first) saves a fix-restart-fail loop per typo.
+    """
+
+    def __init__(self, problems: Iterable[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            message = f"redis_session is misconfigured: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  - {problem}" for problem in self.problems)
+            message = f"redis_session is misconfigured ({len(self.problems)} problems):\n{lines}"
+        super().__init__(message)
+
+
+class SessionUnavailableError(RedisSessionError):
+    """The session store did not answer in time or refused the connection.
+
+    The web glue turns this into a ``503 Service Unavailable`` with a single log line; the next
+    request tries again, so the application recovers on its own when Redis is back.
+    """
+
+    def __init__(self, store: str, cause: BaseException) -> None:
+        self.store = store
+        self.cause = cause
+        super().__init__(f"session store {store} is unavailable: {type(cause).__name__}: {cause}")
+
+
+class SessionValueError(RedisSessionError, ValueError):
+    """A session operation cannot apply to the value stored in the field (e.g. incr on text)."""
+
+
+class SessionLimitError(RedisSessionError, ValueError):
+    """A write would exceed a configured size limit; nothing was written."""

@@ -1,0 +1,411 @@
+"""Session semantics without I/O: every operation is a generator that yields
+:class:`~redis_session.store.Call` objects and receives their Redis replies.
+
+The sync :class:`~redis_session.session.Session` drives these generators with blocking calls and
+the asyncio session drives the very same generators with ``await``, so lazy creation, the
+no-resurrection rule, limits and encoding exist exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import time
+from typing import Any, Dict, Generator, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
+
+from .errors import RedisSessionError, SessionLimitError, SessionValueError
+from .scripts import RESERVED_PREFIX, USER_FIELD
+from .settings import SessionSettings
+from .store import Call, session_key, user_index_key
+from .value import Value, encode, is_finite_number
+
+logger = logging.getLogger("redis_session")
+
+OK, GONE, TAKEN, TOO_MANY_FIELDS, FIELD_ERROR, CORRUPT = 1, 0, -1, -2, -3, -4
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+ID_BYTES = 24  # 192 random bits, 32 URL-safe characters
+# Ids this library mints, and the ids of redis-session 0.2.1 (so its sessions carry over).
+SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")
+_FINGERPRINT_KEY = secrets.token_bytes(16)
+
+T = TypeVar("T")
+#: A session operation: yields store calls, receives their replies, returns a T.
+Operation = Generator[Call, Any, T]
+Number = Union[int, float]
+
+
+class CookieSink(Protocol):
+    """What the web glue does when the session id changes (the core never sees a response)."""
+
+    def issue(self, session_id: str) -> None:
+        """Send a cookie carrying ``session_id``."""
+
+    def expire(self) -> None:
+        """Tell the browser to drop the session cookie."""
+
+
+def fingerprint(session_id: str) -> str:
+    """A short, salted, per-process digest of an id: enough to correlate log lines, useless to
+    hijack a session (raw ids and cookies never reach the logs)."""
+    return hashlib.blake2b(session_id.encode(), key=_FINGERPRINT_KEY, digest_size=6).hexdigest()
+
+
+def is_valid_session_id(session_id: str) -> bool:
+    return SESSION_ID_PATTERN.match(session_id) is not None
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def check_name(name: Any) -> str:
+    """Field names are non-empty text outside the library's reserved prefix."""
+    if not isinstance(name, str):
+        raise TypeError(f"session field names are str, got {type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError("session field names cannot be empty")
+    if name.startswith(RESERVED_PREFIX):
+        raise ValueError(f"session field {name!r}: names starting with {RESERVED_PREFIX!r} are reserved for the library")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"session field {name!r}: names must be encodable as UTF-8") from None
+    return name
+
+
+class SessionCore:
+    """The state of one request's session and the generators that act on it."""
+
+    __slots__ = ("settings", "cookie", "session_id", "_key")
+
+    def __init__(self, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
+        self.settings = settings
+        self.cookie = cookie
+        self.session_id = session_id
+        self._key = session_key(settings.prefix, session_id) if session_id else ""
+
+    # -- building blocks -------------------------------------------------------------------
+
+    def _call(self, script: str, mode: str, *args: Any, idempotent: bool = True) -> Call:
+        settings = self.settings
+        return Call(script, self._key, (settings.expire, settings.max_lifetime, mode) + args, idempotent)
+
+    def _mint(self) -> None:
+        self.session_id = new_session_id()
+        self._key = session_key(self.settings.prefix, self.session_id)
+
+    def _forget(self, status: int) -> None:
+        """The id the client sent names no usable session: drop it so it is never revived."""
+        if status == CORRUPT:
+            logger.warning(
+                "session %s: the key %s:sessions:<id> is not a hash; starting a new session",
+                fingerprint(self.session_id or ""), self.settings.prefix,
+            )
+        self.session_id = None
+        self._key = ""
+        self.cookie.expire()
+
+    def _check_status(self, reply: Any, field: str = "") -> None:
+        status = reply[0]
+        if status == TOO_MANY_FIELDS:
+            raise SessionLimitError(
+                f"session field {field!r}: the session already holds the maximum of "
+                f"{self.settings.max_fields} fields (session-max-fields); nothing was written"
+                if field else
+                f"this write would take the session past {self.settings.max_fields} fields "
+                "(session-max-fields); nothing was written"
+            )
+        if status == FIELD_ERROR:
+            message = reply[1].decode("utf-8", "replace") if isinstance(reply[1], bytes) else str(reply[1])
+            raise SessionValueError(f"session field {field!r}: incr() failed: {message}")
+        if status not in (OK, GONE, CORRUPT, TAKEN):
+            raise RedisSessionError(f"unexpected reply from the session store: {reply!r}")
+
+    def _encode(self, name: str, value: Any) -> Optional[bytes]:
+        data = encode(check_name(name), value)
+        if data is not None and len(data) > self.settings.max_value_bytes:
+            raise SessionLimitError(
+                f"session field {name!r}: {len(data)} bytes is over the limit of "
+                f"{self.settings.max_value_bytes} (session-max-value-bytes); nothing was written"
+            )
+        return data
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def read(self, names: Tuple[str, ...]) -> Operation[List[Value]]:
+        """Values of ``names`` (absent fields as ``Value(None)``)."""
+        for name in names:
+            check_name(name)
+        if self.session_id is None or not names:
+            return [Value(None) for _ in names]
+        reply = yield self._call("read", "old", "fields", *names)
+        if reply[0] != OK:
+            self._forget(reply[0])
+            return [Value(None) for _ in names]
+        return [Value(raw) for raw in reply[1]]
+
+    def read_all(self) -> Operation[Dict[str, Value]]:
+        """``{name: Value}`` of every user field, in one round trip."""
+        if self.session_id is None:
+            return {}
+        reply = yield self._call("read", "old", "all")
+        if reply[0] != OK:
+            self._forget(reply[0])
+            return {}
+        flat = reply[1]
+        fields: Dict[str, Value] = {}
+        for index in range(0, len(flat), 2):
+            name = flat[index].decode("utf-8", "surrogateescape")
+            if not name.startswith(RESERVED_PREFIX):
+                fields[name] = Value(flat[index + 1])
+        return fields
+
+    def names(self) -> Operation[List[str]]:
+        """Names of every user field."""
+        if self.session_id is None:
+            return []
+        reply = yield self._call("read", "old", "names")
+        if reply[0] != OK:
+            self._forget(reply[0])
+            return []
+        decoded = (raw.decode("utf-8", "surrogateescape") for raw in reply[1])
+        return [name for name in decoded if not name.startswith(RESERVED_PREFIX)]
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def write(self, values: Iterable[Tuple[str, Any]], clear: bool = False) -> Operation[None]:
+        """Set (or, for ``None``, delete) fields in one round trip; ``clear`` drops the rest first.
+
+        Everything is encoded and checked before Redis is touched, so a bad value writes nothing.
+        """
+        pairs: List[Any] = []
+        deletes: List[str] = []
+        for name, value in values:
+            data = self._encode(name, value)
+            if data is None:
+                deletes.append(name)
+            else:
+                pairs.extend((name, data))
+        if len(pairs) // 2 > self.settings.max_fields:
+            raise SessionLimitError(
+                f"{len(pairs) // 2} fields in one write is over the limit of {self.settings.max_fields} "
+                "(session-max-fields); nothing was written"
+            )
+        if not pairs and not deletes and not clear:
+            return None  # an empty update(): nothing to send
+        if self.session_id is not None:
+            reply = yield self._call(
+                "write", "old", self.settings.max_fields, "1" if clear else "0", len(pairs) // 2, *pairs, *deletes
+            )
+            if reply[0] == OK:
+                return None
+            self._check_status(reply, pairs[0] if len(pairs) == 2 else "")
+            self._forget(reply[0])
+        if not pairs:
+            return None  # deleting from, or clearing, a session that does not exist: nothing to do
+        yield from self._create("write", self.settings.max_fields, "0", len(pairs) // 2, *pairs)
+        return None
+
+    def incr(self, name: str, amount: Number = 1) -> Operation[Number]:
+        """Add ``amount`` to an integer (or, for a float amount, numeric) field atomically."""
+        check_name(name)
+        if not is_finite_number(amount):
+            raise TypeError(f"session field {name!r}: incr() takes an int or finite float amount, got {amount!r}")
+        if isinstance(amount, int) and not INT64_MIN <= amount <= INT64_MAX:
+            raise ValueError(f"session field {name!r}: incr() amount {amount} is outside the 64-bit range Redis counts in")
+        kind = "int" if isinstance(amount, int) else "float"
+        argument = str(amount) if kind == "int" else repr(amount)
+        if self.session_id is not None:
+            reply = yield self._call(
+                "incr", "old", self.settings.max_fields, name, argument, kind, idempotent=False
+            )
+            if reply[0] == OK:
+                return self._number(reply[1], kind)
+            self._check_status(reply, name)
+            self._forget(reply[0])
+        reply = yield from self._create("incr", self.settings.max_fields, name, argument, kind, idempotent=False)
+        return self._number(reply[1], kind)
+
+    @staticmethod
+    def _number(raw: Any, kind: str) -> Number:
+        return int(raw) if kind == "int" else float(raw)
+
+    def _create(self, script: str, *args: Any, idempotent: bool = True) -> Operation[Any]:
+        """Mint an id and run ``script`` against the new key; send the cookie once it exists."""
+        for _ in range(3):
+            self._mint()
+            reply = yield self._call(script, "new", *args, idempotent=idempotent)
+            if reply[0] == OK:
+                self.cookie.issue(self.session_id or "")
+                return reply
+            self._check_status(reply)
+        raise RedisSessionError("three freshly minted session ids were all taken; check the random source")
+
+    def destroy(self) -> Operation[None]:
+        """Delete the session and expire its cookie; a later write starts a new session."""
+        if self.session_id is not None:
+            old_id = self.session_id
+            reply = yield Call("destroy", self._key, (), True)
+            user = reply[1]
+            if user:
+                yield from self._unindex(user.decode("utf-8", "surrogateescape"), old_id)
+        self.session_id = None
+        self._key = ""
+        self.cookie.expire()
+        return None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def regenerate(self, user_id: Optional[str] = None) -> Operation[None]:
+        """Move the data to a new id (copy, then delete the old key) and send the new cookie.
+
+        With ``user_id`` the session is also bound to that user. A session that does not exist
+        yet is created only when binding a user; otherwise there is nothing to move.
+        """
+        pairs: List[bytes] = []
+        old_id = self.session_id
+        if old_id is not None:
+            reply = yield self._call("read", "old", "all")
+            if reply[0] == OK:
+                pairs = list(reply[1])
+            else:
+                self._forget(reply[0])
+                old_id = None
+        old_user = _field(pairs, USER_FIELD)
+        if user_id is not None:
+            pairs = _without(pairs, USER_FIELD) + [USER_FIELD.encode(), user_id.encode("utf-8")]
+        if not pairs:
+            return None
+        old_key = self._key
+        for _ in range(3):
+            self._mint()
+            args = (self.settings.expire, self.settings.max_lifetime, "copy") + tuple(pairs)
+            copied = yield Call("copy", self._key, args, True)
+            if copied[0] != TAKEN:
+                break
+        else:
+            raise RedisSessionError("three freshly minted session ids were all taken; check the random source")
+        if old_id is not None:
+            yield Call("destroy", old_key, (), True)
+        if copied[0] != OK:  # the absolute deadline had passed: the session ends here
+            self.session_id, self._key = None, ""
+            self.cookie.expire()
+            return None
+        self.cookie.issue(self.session_id or "")
+        new_user = user_id if user_id is not None else (old_user.decode("utf-8", "surrogateescape") if old_user else None)
+        if old_user is not None and old_id is not None:
+            yield from self._unindex(old_user.decode("utf-8", "surrogateescape"), old_id)
+        if new_user is not None:
+            yield from self._index(new_user)
+        return None
+
+    def _index(self, user_id: str) -> Operation[None]:
+        """Record this session under its user; end the oldest ones past ``max_per_user``."""
+        settings = self.settings
+        lifetime_bound = settings.max_lifetime + settings.expire if settings.max_lifetime else 0
+        score = repr(_now() + settings.expire)
+        evicted = yield Call(
+            "user_index", user_index_key(settings.prefix, user_id),
+            ("add", self.session_id, score, settings.max_per_user, lifetime_bound), True,
+        )
+        for member in evicted:
+            yield Call("destroy", session_key(settings.prefix, member.decode("ascii", "replace")), (), True)
+        return None
+
+    def _unindex(self, user_id: str, session_id: str) -> Operation[None]:
+        yield Call("user_index", user_index_key(self.settings.prefix, user_id), ("remove", session_id, 0, 0, 0), True)
+        return None
+
+    def user_id(self) -> Operation[Optional[str]]:
+        """The user this session is bound to, or ``None``."""
+        if self.session_id is None:
+            return None
+        reply = yield self._call("read", "old", "fields", USER_FIELD)
+        if reply[0] != OK:
+            self._forget(reply[0])
+            return None
+        raw = reply[1][0]
+        return raw.decode("utf-8", "surrogateescape") if raw is not None else None
+
+    def flash(self, message: str, category: str) -> Operation[None]:
+        """Queue a message for a later request (it survives redirects: it is in Redis)."""
+        if not isinstance(message, str) or not isinstance(category, str):
+            raise TypeError("flash() takes a str message and a str category")
+        if "\0" in category or not category:
+            raise ValueError(f"flash category {category!r} must be non-empty and hold no NUL character")
+        data = message.encode("utf-8")
+        if len(data) > self.settings.max_value_bytes:
+            raise SessionLimitError(
+                f"a flash message of {len(data)} bytes is over the limit of {self.settings.max_value_bytes} "
+                "(session-max-value-bytes); nothing was written"
+            )
+        args = (self.settings.max_fields, category, data)
+        if self.session_id is not None:
+            reply = yield self._call("flash", "old", *args, idempotent=False)
+            if reply[0] == OK:
+                return None
+            self._check_flash(reply)
+            self._forget(reply[0])
+        yield from self._create("flash", *args, idempotent=False)
+        return None
+
+    def _check_flash(self, reply: Any) -> None:
+        if reply[0] == TOO_MANY_FIELDS:
+            raise SessionLimitError(
+                f"{self.settings.max_fields} flash messages are already waiting (session-max-fields); "
+                "nothing was written"
+            )
+
+    def flashes(self, categories: Tuple[str, ...]) -> Operation[List[Tuple[str, str]]]:
+        """Pop waiting messages (of ``categories`` if given) as ``[(category, message), ...]``."""
+        if self.session_id is None:
+            return []
+        reply = yield self._call("flashes", "old", *categories, idempotent=False)
+        if reply[0] != OK:
+            self._forget(reply[0])
+            return []
+        flat = reply[1]
+        return [
+            (flat[index].decode("utf-8", "replace"), flat[index + 1].decode("utf-8", "replace"))
+            for index in range(0, len(flat), 2)
+        ]
+
+
+def _now() -> float:
+    # sub-second precision: "oldest session" must be well ordered for sessions bound in one second
+    return time.time()
+
+
+def _field(pairs: List[bytes], name: str) -> Optional[bytes]:
+    wanted = name.encode()
+    for index in range(0, len(pairs) - 1, 2):
+        if pairs[index] == wanted:
+            return pairs[index + 1]
+    return None
+
+
+def _without(pairs: List[bytes], name: str) -> List[bytes]:
+    wanted = name.encode()
+    kept: List[bytes] = []
+    for index in range(0, len(pairs) - 1, 2):
+        if pairs[index] != wanted:
+            kept.extend(pairs[index:index + 2])
+    return kept
+
+
+def categories_of(category: Union[str, Iterable[str], None]) -> Tuple[str, ...]:
+    """``None`` (all), one category, or several."""
+    if category is None:
+        return ()
+    if isinstance(category, str):
+        return (category,)
+    return tuple(category)
+
+
+def merge_updates(mapping: Optional[Mapping[str, Any]], keywords: Mapping[str, Any]) -> List[Tuple[str, Any]]:
+    """``update()`` takes a mapping, keywords, or both (keywords win), like ``dict.update``."""
+    merged: Dict[str, Any] = dict(mapping) if mapping is not None else {}
+    merged.update(keywords)
+    return list(merged.items())

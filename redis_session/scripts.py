@@ -1,0 +1,237 @@
+"""The Lua scripts behind every session operation.
+
+Why scripts and not plain commands: each operation must (1) check that the session still exists
+(a destroyed or expired session is never recreated by a late write), (2) enforce the absolute
+deadline, (3) do the read or write and (4) refresh the TTL, all atomically and in one round trip.
+A MULTI pipeline cannot branch on (1) and (2); a script can. Every script touches only KEYS[1],
+so each runs on a single Redis Cluster slot.
+
+Status codes (first element of every reply) are mirrored by :mod:`redis_session.operations`.
+"""
+
+from __future__ import annotations
+
+RESERVED_PREFIX = "__rs:"
+CREATED_FIELD = RESERVED_PREFIX + "created"
+USER_FIELD = RESERVED_PREFIX + "user"
+
+# ARGV[1] idle seconds, ARGV[2] absolute lifetime seconds (0: none), ARGV[3] 'new' or 'old'.
+# open() returns the TTL to apply (> 0) or a status (<= 0): 0 gone, -1 id taken, -4 corrupt.
+PRELUDE = """
+local key = KEYS[1]
+local idle = tonumber(ARGV[1])
+local lifetime = tonumber(ARGV[2])
+local CREATED = '__rs:created'
+
+-- TTL for an existing session hash: the idle timeout, capped by the absolute deadline.
+-- Returns 0 (after deleting the key) once the deadline has passed.
+local function ttl_for_existing()
+  if lifetime <= 0 then return idle end
+  local now = tonumber(redis.call('TIME')[1])
+  local created = tonumber(redis.call('HGET', key, CREATED))
+  if not created then
+    -- sessions written by redis-session 0.2.1 (or damaged) carry no creation time:
+    -- the deadline starts now rather than never
+    created = now
+    redis.call('HSET', key, CREATED, now)
+  end
+  local left = created + lifetime - now
+  if left <= 0 then
+    redis.call('DEL', key)
+    return 0
+  end
+  if left < idle then return left end
+  return idle
+end
+
+local function open()
+  local kind = redis.call('TYPE', key)['ok']
+  if ARGV[3] == 'new' then
+    if kind ~= 'none' then return -1 end
+    redis.call('HSET', key, CREATED, redis.call('TIME')[1])
+    if lifetime > 0 and lifetime < idle then return lifetime end
+    return idle
+  end
+  if kind == 'none' then return 0 end
+  if kind ~= 'hash' then return -4 end
+  return ttl_for_existing()
+end
+
+-- true when the session would hold more than max_fields user fields
+local function too_many(max_fields, adding, removing_all)
+  if removing_all then return adding > max_fields end
+  if redis.call('HLEN', key) + adding <= max_fields then return false end
+  local count = 0
+  for _, name in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(name, 1, 5) ~= '__rs:' then count = count + 1 end
+  end
+  return count + adding > max_fields
+end
+"""
+
+# ARGV[4] 'fields' (then field names), 'all' or 'names'.
+READ = PRELUDE + """
+local ttl = open()
+if ttl <= 0 then return {ttl} end
+redis.call('EXPIRE', key, ttl)
+local what = ARGV[4]
+if what == 'fields' then return {1, redis.call('HMGET', key, unpack(ARGV, 5))} end
+if what == 'all' then return {1, redis.call('HGETALL', key)} end
+return {1, redis.call('HKEYS', key)}
+"""
+
+# ARGV[4] max fields, ARGV[5] '1' to clear user fields first, ARGV[6] number of pairs to set,
+# then the pairs, then the names to delete.
+WRITE = PRELUDE + """
+local ttl = open()
+if ttl <= 0 then return {ttl} end
+local max_fields = tonumber(ARGV[4])
+local clearing = ARGV[5] == '1'
+local pairs_end = 6 + 2 * tonumber(ARGV[6])
+if pairs_end > 6 then
+  local adding = 0
+  for i = 7, pairs_end, 2 do
+    if clearing or redis.call('HEXISTS', key, ARGV[i]) == 0 then adding = adding + 1 end
+  end
+  if too_many(max_fields, adding, clearing) then
+    redis.call('EXPIRE', key, ttl)
+    return {-2}
+  end
+end
+if clearing then
+  for _, name in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(name, 1, 5) ~= '__rs:' then redis.call('HDEL', key, name) end
+  end
+end
+for i = pairs_end + 1, #ARGV do redis.call('HDEL', key, ARGV[i]) end
+if pairs_end > 6 then redis.call('HSET', key, unpack(ARGV, 7, pairs_end)) end
+redis.call('EXPIRE', key, ttl)
+return {1}
+"""
+
+# ARGV[4] max fields, ARGV[5] field, ARGV[6] amount, ARGV[7] 'int' or 'float'.
+INCR = PRELUDE + """
+local ttl = open()
+if ttl <= 0 then return {ttl} end
+local field = ARGV[5]
+if redis.call('HEXISTS', key, field) == 0 and too_many(tonumber(ARGV[4]), 1, false) then
+  redis.call('EXPIRE', key, ttl)
+  return {-2}
+end
+local command = 'HINCRBY'
+if ARGV[7] == 'float' then command = 'HINCRBYFLOAT' end
+local result = redis.pcall(command, key, field, ARGV[6])
+redis.call('EXPIRE', key, ttl)
+if type(result) == 'table' and result['err'] then return {-3, result['err']} end
+return {1, result}
+"""
+
+# Copy-then-delete is how regenerate() moves a session: RENAME fails across cluster slots.
+# ARGV[3] is 'copy'; ARGV[4..] the field/value pairs of the old session, creation time included,
+# so regeneration never extends the absolute deadline.
+COPY = PRELUDE + """
+if redis.call('EXISTS', key) == 1 then return {-1} end
+redis.call('HSET', key, unpack(ARGV, 4))
+-- a session created by bind_user() on a first visit starts its lifetime now
+redis.call('HSETNX', key, CREATED, redis.call('TIME')[1])
+local ttl = ttl_for_existing()
+if ttl <= 0 then return {0} end
+redis.call('EXPIRE', key, ttl)
+return {1}
+"""
+
+# Returns the user the session was bound to (so the caller can drop it from that user's index).
+DESTROY = """
+local key = KEYS[1]
+if redis.call('TYPE', key)['ok'] ~= 'hash' then return {redis.call('DEL', key), false} end
+local user = redis.call('HGET', key, '__rs:user')
+return {redis.call('DEL', key), user}
+"""
+
+# Flash messages are fields '__rs:flash:<sequence>' holding '<category>\\0<message>': in the
+# session hash (one key, one slot), hidden from load() and iteration.
+# ARGV[4] max pending messages, ARGV[5] category, ARGV[6] message.
+FLASH = PRELUDE + """
+local ttl = open()
+if ttl <= 0 then return {ttl} end
+local pending = 0
+for _, name in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(name, 1, 11) == '__rs:flash:' then pending = pending + 1 end
+end
+if pending >= tonumber(ARGV[4]) then
+  redis.call('EXPIRE', key, ttl)
+  return {-2}
+end
+local sequence = redis.call('HINCRBY', key, '__rs:flashseq', 1)
+redis.call('HSET', key, string.format('__rs:flash:%012d', sequence), ARGV[5] .. '\\0' .. ARGV[6])
+redis.call('EXPIRE', key, ttl)
+return {1}
+"""
+
+# Pop the pending messages (all, or those of the categories in ARGV[4..]) oldest first, in one
+# atomic step, so two concurrent requests never both show the same message.
+FLASHES = PRELUDE + """
+local ttl = open()
+if ttl <= 0 then return {ttl} end
+redis.call('EXPIRE', key, ttl)
+local wanted = nil
+if #ARGV >= 4 then
+  wanted = {}
+  for i = 4, #ARGV do wanted[ARGV[i]] = true end
+end
+local names = {}
+for _, name in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(name, 1, 11) == '__rs:flash:' then table.insert(names, name) end
+end
+table.sort(names)
+local popped = {}
+local remaining = 0
+for _, name in ipairs(names) do
+  local entry = redis.call('HGET', key, name)
+  local split = string.find(entry, '\\0', 1, true)
+  local category = string.sub(entry, 1, split - 1)
+  if wanted == nil or wanted[category] then
+    table.insert(popped, category)
+    table.insert(popped, string.sub(entry, split + 1))
+    redis.call('HDEL', key, name)
+  else
+    remaining = remaining + 1
+  end
+end
+if remaining == 0 then redis.call('HDEL', key, '__rs:flashseq') end
+return {1, popped}
+"""
+
+# The per-user index: a sorted set of session ids scored by when each was last known to expire.
+# ARGV[1] 'add' or 'remove', ARGV[2] session id, ARGV[3] score, ARGV[4] most sessions kept
+# (0: no limit), ARGV[5] index TTL (0: none). Returns the ids evicted to honour the limit.
+USER_INDEX = """
+local key = KEYS[1]
+if ARGV[1] == 'remove' then
+  redis.call('ZREM', key, ARGV[2])
+  return {}
+end
+redis.call('ZADD', key, ARGV[3], ARGV[2])
+local evicted = {}
+local limit = tonumber(ARGV[4])
+if limit > 0 then
+  local excess = redis.call('ZCARD', key) - limit
+  if excess > 0 then
+    evicted = redis.call('ZRANGE', key, 0, excess - 1)
+    for _, member in ipairs(evicted) do redis.call('ZREM', key, member) end
+  end
+end
+if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', key, ARGV[5]) end
+return evicted
+"""
+
+SCRIPTS = {
+    "read": READ,
+    "write": WRITE,
+    "incr": INCR,
+    "copy": COPY,
+    "destroy": DESTROY,
+    "flash": FLASH,
+    "flashes": FLASHES,
+    "user_index": USER_INDEX,
+}

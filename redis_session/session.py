@@ -1,0 +1,172 @@
+"""The blocking session API: ``session.count.int``, ``session.count = 5``, ``session.incr(...)``.
+
+Framework-free: the web glue hands it a store and a cookie sink. Each method is one round trip
+to Redis (reads never come from a cached copy), and each round trip also refreshes the TTL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+
+from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, fingerprint, merge_updates
+from .settings import SessionSettings
+from .store import Store
+from .value import Value
+
+
+class Session:
+    """One request's view of a session stored as a Redis hash.
+
+    Attribute access is sugar for field access. Names of this class's methods (``get``,
+    ``load``, ...) and names starting with ``_`` are not fields by attribute; use item access
+    (``session["load"]``) for those.
+    """
+
+    __slots__ = ("_core", "_store")
+    _core: SessionCore
+    _store: Store
+
+    def __init__(self, store: Store, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
+        object.__setattr__(self, "_store", store)
+        object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie))
+
+    def _run(self, operation: Operation[T]) -> T:
+        execute = self._store.execute
+        try:
+            call = next(operation)
+            while True:
+                call = operation.send(execute(call))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> Optional[str]:
+        """The current id, or ``None`` until the first write creates the session."""
+        return self._core.session_id
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, name: str) -> Value:
+        """The field as stored in Redis now (``Value(None)`` when absent)."""
+        return self._run(self._core.read((name,)))[0]
+
+    def get_many(self, *names: str) -> List[Value]:
+        """Several fields in one round trip, in the order asked."""
+        return self._run(self._core.read(names))
+
+    def load(self) -> Dict[str, Value]:
+        """Every field as ``{name: Value}`` in one round trip."""
+        return self._run(self._core.read_all())
+
+    def keys(self) -> List[str]:
+        """Names of every field, in one round trip."""
+        return self._run(self._core.names())
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def set(self, name: str, value: Any) -> None:
+        """Write one field now (``None`` deletes it)."""
+        self._run(self._core.write(((name, value),)))
+
+    def update(self, mapping: Optional[Mapping[str, Any]] = None, **fields: Any) -> None:
+        """Write many fields in one round trip; nothing is written if any value is invalid."""
+        self._run(self._core.write(merge_updates(mapping, fields)))
+
+    def delete(self, *names: str) -> None:
+        """Delete fields (absent ones are ignored) in one round trip."""
+        self._run(self._core.write([(name, None) for name in names]))
+
+    def incr(self, name: str, amount: Number = 1) -> Number:
+        """Add ``amount`` atomically on the server and return the new number."""
+        return self._run(self._core.incr(name, amount))
+
+    def clear(self) -> None:
+        """Remove every field; the session (and its id) lives on, empty."""
+        self._run(self._core.write((), clear=True))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def destroy(self) -> None:
+        """Delete the session from Redis and expire the cookie (logout).
+
+        A later write in the same request starts a new session with a new id.
+        """
+        self._run(self._core.destroy())
+
+    def regenerate(self) -> None:
+        """Give the session a new id, keeping its data; the old id stops working.
+
+        Call it at login and at every privilege change: an id an attacker planted or saw before
+        (session fixation) is then worthless.
+        """
+        self._run(self._core.regenerate())
+
+    def bind_user(self, user_id: str) -> None:
+        """Regenerate the id and record the session under ``user_id`` (see ``SessionAdmin``)."""
+        self._run(self._core.regenerate(str(user_id)))
+
+    @property
+    def user_id(self) -> Optional[str]:
+        """The user this session was bound to with :meth:`bind_user`, or ``None``."""
+        return self._run(self._core.user_id())
+
+    def flash(self, message: str, category: str = "message") -> None:
+        """Queue a message for a later request; it survives redirects (it lives in Redis)."""
+        self._run(self._core.flash(message, category))
+
+    def flashes(self, category: Union[str, Iterable[str], None] = None) -> List[Tuple[str, str]]:
+        """Pop the waiting messages (only those of ``category`` if given), oldest first.
+
+        Atomic on the server: two concurrent requests never both get the same message.
+        """
+        return self._run(self._core.flashes(categories_of(category)))
+
+    # -- sugar -----------------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Value:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.get(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or hasattr(type(self), name):
+            raise AttributeError(
+                f"{name!r} is not writable as an attribute of a session (it is a method or private "
+                f"name); write the field with session[{name!r}] = ..."
+            )
+        self.set(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name.startswith("_") or hasattr(type(self), name):
+            raise AttributeError(f"{name!r} cannot be deleted as an attribute; use del session[{name!r}]")
+        self.delete(name)
+
+    def __getitem__(self, name: str) -> Value:
+        return self.get(name)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.set(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        self.delete(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and not self.get(name).none
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __bool__(self) -> bool:
+        # Without this, ``if session:`` would call __len__ and cost a round trip.
+        return True
+
+    def __repr__(self) -> str:
+        session_id = self._core.session_id
+        state = "new" if session_id is None else "fingerprint " + fingerprint(session_id)
+        return f"<Session {state} in {self._store.name}>"

@@ -1,0 +1,246 @@
+"""The one place where configuration is read, coerced and validated.
+
+Tornado flags, a Tornado Application's ``redis_session={...}`` setting and Flask's ``SESSION_*``
+config keys all describe the same :class:`SessionSettings`. :data:`SETTINGS` is the single table
+of names, types, defaults and help texts: the Tornado module defines its flags from it and the
+Flask module reads its config keys from it, so the three spellings cannot drift apart.
+
+Settings are resolved once per application into a frozen object; nothing here is process-wide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Tuple
+
+from .errors import ConfigurationError
+
+SUPPORTED_SCHEMES = (
+    "redis", "rediss", "unix", "memory",
+    "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel",
+)
+SAMESITE_VALUES = {"lax": "Lax", "strict": "Strict", "none": "None", "": ""}
+# RFC 6265 cookie-name token: visible ASCII except separators.
+COOKIE_NAME_PATTERN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+PREFIX_PATTERN = re.compile(r"^[^\s{}]+$")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: its public name (``session-<name>`` as a flag), type and default."""
+
+    name: str
+    attribute: str
+    type: type
+    default: Any
+    help: str
+
+
+SETTINGS: Tuple[Setting, ...] = (
+    Setting("redis", "redis_url", str, "redis://localhost:6379",
+            "session store URL: redis://, rediss://, unix://, redis+cluster://, redis+sentinel://, "
+            "or memory:// (in-process, development only)"),
+    Setting("redis-prefix", "prefix", str, "redis",
+            "Redis key prefix: sessions live at {prefix}:sessions:{id}"),
+    Setting("expire", "expire", int, 86400,
+            "idle timeout in seconds: a session unused this long is deleted (every read or write restarts it)"),
+    Setting("max-lifetime", "max_lifetime", int, 0,
+            "absolute timeout in seconds from creation, however active the session is (0: none)"),
+    Setting("cookie-id", "cookie_name", str, "session-id", "name of the session-id cookie"),
+    Setting("cookie-secure", "cookie_secure", bool, True,
+            "send the cookie with the Secure attribute (browsers then return it over HTTPS only)"),
+    Setting("cookie-domain", "cookie_domain", str, "", "cookie Domain attribute ('': host-only cookie)"),
+    Setting("cookie-path", "cookie_path", str, "/", "cookie Path attribute"),
+    Setting("cookie-http-only", "cookie_http_only", bool, True,
+            "send the cookie with the HttpOnly attribute (hidden from JavaScript)"),
+    Setting("cookie-samesite", "cookie_samesite", str, "Lax",
+            "cookie SameSite attribute: Lax, Strict, None (needs Secure) or '' to omit it"),
+    Setting("cookie-max-age", "cookie_max_age", int, 30 * 86400,
+            "seconds the browser keeps the cookie after the session is created (0: until the browser closes)"),
+    Setting("redis-timeout", "redis_timeout", float, 2.0,
+            "seconds to wait for Redis (connect and each reply) before answering 503"),
+    Setting("max-value-bytes", "max_value_bytes", int, 128 * 1024,
+            "largest value one field may hold, in bytes; a larger write raises SessionLimitError"),
+    Setting("max-fields", "max_fields", int, 1000,
+            "most fields one session may hold; a write past it raises SessionLimitError"),
+    Setting("max-per-user", "max_per_user", int, 0,
+            "most sessions one user (bind_user) may hold; the oldest is ended past it (0: no limit)"),
+    Setting("max-cookie-length", "max_cookie_length", int, 512,
+            "longest session cookie accepted; longer ones are ignored before any signature check"),
+)
+
+SETTINGS_BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Everything a session needs to know, validated. Build it with :meth:`from_mapping`."""
+
+    redis_url: str = "redis://localhost:6379"
+    prefix: str = "redis"
+    expire: int = 86400
+    max_lifetime: int = 0
+    cookie_name: str = "session-id"
+    cookie_secure: bool = True
+    cookie_domain: str = ""
+    cookie_path: str = "/"
+    cookie_http_only: bool = True
+    cookie_samesite: str = "Lax"
+    cookie_max_age: int = 30 * 86400
+    redis_timeout: float = 2.0
+    max_value_bytes: int = 128 * 1024
+    max_fields: int = 1000
+    max_per_user: int = 0
+    max_cookie_length: int = 512
+
+    @classmethod
+    def from_mapping(
+        cls,
+        values: Mapping[str, Any],
+        describe: Callable[[str], str] = lambda name: f"session-{name}",
+    ) -> SessionSettings:
+        """Build settings from ``{name: value}`` where names are the flag names without
+        ``session-`` (``expire``, ``cookie-secure``; underscores work too).
+
+        Values may be strings (config files, environment) and are coerced. ``describe`` turns a
+        name into the spelling the user wrote (``--session-expire``, ``SESSION_EXPIRE``) so the
+        error message points at the right line.
+
+        :raises ConfigurationError: listing every unknown name and invalid value.
+        """
+        problems: List[str] = []
+        resolved: Dict[str, Any] = {}
+        for raw_name, raw_value in values.items():
+            name = normalise_name(raw_name)
+            setting = SETTINGS_BY_NAME.get(name)
+            if setting is None:
+                known = ", ".join(s.name for s in SETTINGS)
+                problems.append(f"unknown setting {raw_name!r} (known: {known})")
+                continue
+            if raw_value is None:
+                continue  # unset: keep the default
+            try:
+                resolved[setting.attribute] = coerce(raw_value, setting.type)
+            except ValueError as error:
+                problems.append(f"{describe(name)}: {error}")
+        if problems:
+            raise ConfigurationError(problems)
+        settings = cls(**resolved)
+        problems = settings.problems(describe)
+        if problems:
+            raise ConfigurationError(problems)
+        return settings
+
+    def problems(self, describe: Callable[[str], str]) -> List[str]:
+        """Every reason these values cannot work, in flag order."""
+        found: List[str] = []
+        scheme = self.redis_url.split("://", 1)[0].lower() if "://" in self.redis_url else ""
+        if scheme not in SUPPORTED_SCHEMES:
+            found.append(
+                f"{describe('redis')}: {self.redis_url!r} is not a store URL; use one of "
+                + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
+            )
+        if not PREFIX_PATTERN.match(self.prefix):
+            found.append(f"{describe('redis-prefix')}: {self.prefix!r} must be non-empty, without spaces or braces")
+        if self.expire <= 0:
+            found.append(f"{describe('expire')}: must be a positive number of seconds, got {self.expire}")
+        if self.max_lifetime < 0:
+            found.append(f"{describe('max-lifetime')}: must be 0 (off) or a positive number of seconds, got {self.max_lifetime}")
+        if not COOKIE_NAME_PATTERN.match(self.cookie_name):
+            found.append(f"{describe('cookie-id')}: {self.cookie_name!r} is not a valid cookie name")
+        if any(ch in self.cookie_domain for ch in " ;,\t\r\n"):
+            found.append(f"{describe('cookie-domain')}: {self.cookie_domain!r} is not a valid cookie domain")
+        if not self.cookie_path.startswith("/") or any(ch in self.cookie_path for ch in ";,\r\n"):
+            found.append(f"{describe('cookie-path')}: {self.cookie_path!r} must start with '/' and hold no ';' or ','")
+        samesite = SAMESITE_VALUES.get(self.cookie_samesite.lower())
+        if samesite is None:
+            found.append(f"{describe('cookie-samesite')}: {self.cookie_samesite!r} must be Lax, Strict, None or ''")
+        elif samesite == "None" and not self.cookie_secure:
+            found.append(
+                f"{describe('cookie-samesite')}: SameSite=None is only accepted by browsers together "
+                f"with Secure; enable {describe('cookie-secure')}"
+            )
+        if self.cookie_max_age < 0:
+            found.append(f"{describe('cookie-max-age')}: must be 0 (browser session) or positive seconds, got {self.cookie_max_age}")
+        if not self.redis_timeout > 0:
+            found.append(f"{describe('redis-timeout')}: must be a positive number of seconds, got {self.redis_timeout}")
+        if self.max_value_bytes <= 0:
+            found.append(f"{describe('max-value-bytes')}: must be positive, got {self.max_value_bytes}")
+        if self.max_fields <= 0:
+            found.append(f"{describe('max-fields')}: must be positive, got {self.max_fields}")
+        if self.max_per_user < 0:
+            found.append(f"{describe('max-per-user')}: must be 0 (no limit) or positive, got {self.max_per_user}")
+        if self.max_cookie_length < 64:
+            found.append(f"{describe('max-cookie-length')}: must be at least 64 (a signed id needs that), got {self.max_cookie_length}")
+        return found
+
+    def __post_init__(self) -> None:
+        # Store SameSite in its canonical spelling so the glue never re-normalises it.
+        canonical = SAMESITE_VALUES.get(self.cookie_samesite.lower())
+        if canonical is not None and canonical != self.cookie_samesite:
+            object.__setattr__(self, "cookie_samesite", canonical)
+
+    def replace(self, **changes: Any) -> SessionSettings:
+        """A copy with some attributes changed (validated like the original)."""
+        settings = dataclasses.replace(self, **changes)
+        problems = settings.problems(lambda name: f"session-{name}")
+        if problems:
+            raise ConfigurationError(problems)
+        return settings
+
+    @property
+    def cookie_max_age_days(self) -> float:
+        """How old a signed cookie may be before its signature is refused.
+
+        Tornado refuses signed values older than ``max_age_days`` (31 by default), which would end
+        a long-lived active session early. The bound follows the cookie lifetime instead, and the
+        absolute session lifetime when that is shorter; without either, Redis's TTL decides.
+        """
+        bounds = [seconds for seconds in (self.cookie_max_age, self.max_lifetime) if seconds > 0]
+        return (min(bounds) / 86400 + 1 / 24) if bounds else 36500.0
+
+
+def normalise_name(name: str) -> str:
+    """``cookie_secure``, ``COOKIE-SECURE`` and ``cookie-secure`` are the same setting."""
+    return name.strip().lower().replace("_", "-")
+
+
+def coerce(value: Any, kind: type) -> Any:
+    """Convert a configured value to ``kind``; strings from config files or env are parsed."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected a number, got {value!r}")
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value

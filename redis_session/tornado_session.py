@@ -1,0 +1,290 @@
+"""Tornado glue: flags, ``SessionMixin`` and ``SessionHandler``.
+
+Importing this module defines the ``--session-*`` flags on :data:`tornado.options.options` so
+``parse_command_line()`` and ``parse_config_file()`` see them. Settings are resolved once per
+Application, on its first request that touches a session, from the flags and the Application's
+``redis_session={...}`` setting (which wins).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import weakref
+from typing import TYPE_CHECKING, Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+import tornado.web
+from tornado.options import OptionParser, options
+
+from .admin import SessionAdmin
+from .aio import AsyncSession, async_stores
+from .errors import ConfigurationError, SessionUnavailableError
+from .operations import is_valid_session_id
+from .session import Session
+from .settings import SETTINGS, SessionSettings, normalise_name
+from .store import Store, stores
+
+logger = logging.getLogger("redis_session")
+
+__all__ = [
+    "AsyncSessionHandler",
+    "AsyncSessionMixin",
+    "SessionHandler",
+    "SessionMixin",
+    "define_flags",
+    "resolve_settings",
+]
+
+
+def define_flags(parser: OptionParser = options) -> None:
+    """Define every ``--session-*`` flag on ``parser`` (skipping any already defined)."""
+    for setting in SETTINGS:
+        flag = f"session-{setting.name}"
+        if flag not in parser:
+            parser.define(flag, default=setting.default, type=setting.type, help=setting.help, group="redis_session")
+
+
+define_flags()
+
+
+def flag_values(parser: OptionParser = options) -> Dict[str, Any]:
+    """The current value of every ``--session-*`` flag, by setting name."""
+    return {setting.name: parser[f"session-{setting.name}"] for setting in SETTINGS}
+
+
+def resolve_settings(application_settings: Mapping[str, Any], parser: OptionParser = options) -> SessionSettings:
+    """Settings for one Application: the flags, overridden by its ``redis_session`` setting.
+
+    :raises ConfigurationError: listing every invalid value, or naming a missing ``cookie_secret``.
+    """
+    problems = []
+    if not application_settings.get("cookie_secret"):
+        problems.append(
+            "the Application has no 'cookie_secret' setting; the session-id cookie is signed with it, "
+            "so pass cookie_secret=... (a long random string, or a dict of them with key_version) "
+            "to tornado.web.Application"
+        )
+    values = flag_values(parser)
+    overrides = application_settings.get("redis_session") or {}
+    if not isinstance(overrides, Mapping):
+        problems.append(f"the Application setting redis_session must be a dict, got {type(overrides).__name__}")
+        overrides = {}
+    values.update({normalise_name(name): value for name, value in overrides.items()})
+
+    def describe(name: str) -> str:
+        if name in {normalise_name(key) for key in overrides}:
+            return f"redis_session[{name!r}]"
+        return f"--session-{name}"
+
+    try:
+        settings = SessionSettings.from_mapping(values, describe)
+    except ConfigurationError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise ConfigurationError(problems)
+    return settings
+
+
+class _ApplicationSessions:
+    """What one Application resolved on first use: its settings and its (shared) store."""
+
+    __slots__ = ("settings", "store")
+
+    def __init__(self, settings: SessionSettings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+
+# Keyed by Application, so two Applications in one process keep separate settings, and an
+# Application that is garbage-collected takes its entry with it.
+_resolved: weakref.WeakKeyDictionary[tornado.web.Application, _ApplicationSessions] = weakref.WeakKeyDictionary()
+
+
+def sessions_for(application: tornado.web.Application) -> _ApplicationSessions:
+    resolved = _resolved.get(application)
+    if resolved is None:
+        settings = resolve_settings(application.settings)
+        resolved = _resolved[application] = _ApplicationSessions(settings, stores.store_for(settings))
+    return resolved
+
+
+class _TornadoCookie:
+    """Sets and expires the session cookie on one handler's response."""
+
+    __slots__ = ("handler", "settings")
+
+    def __init__(self, handler: tornado.web.RequestHandler, settings: SessionSettings) -> None:
+        self.handler = handler
+        self.settings = settings
+
+    def _attributes(self) -> Dict[str, Any]:
+        settings = self.settings
+        return {
+            "domain": settings.cookie_domain or None,
+            "path": settings.cookie_path,
+            "secure": settings.cookie_secure,
+            "httponly": settings.cookie_http_only,
+            "samesite": settings.cookie_samesite or None,
+        }
+
+    def issue(self, session_id: str) -> None:
+        max_age = self.settings.cookie_max_age or None
+        if max_age and self.settings.max_lifetime:
+            max_age = min(max_age, self.settings.max_lifetime)
+        # expires_days=None: the lifetime is Max-Age alone (or a browser-session cookie).
+        self.handler.set_signed_cookie(
+            self.settings.cookie_name, session_id, expires_days=None, max_age=max_age, **self._attributes()
+        )
+        # A response that sets a session cookie must never be stored by a shared cache.
+        self.handler.set_header("Cache-Control", "private, no-store")
+
+    def expire(self) -> None:
+        past = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+        self.handler.set_cookie(self.settings.cookie_name, "", expires=past, max_age=0, **self._attributes())
+        self.handler.set_header("Cache-Control", "private, no-store")
+
+
+if TYPE_CHECKING:  # pragma: no cover - lets mypy see the RequestHandler API the mixin relies on
+    _MixinBase = tornado.web.RequestHandler
+else:
+    _MixinBase = object
+
+
+class _SessionGlue(_MixinBase):
+    """What the sync and async mixins share: reading the cookie, 503s, settings and admin."""
+
+    def _session_arguments(self) -> Tuple[SessionSettings, Optional[str], _TornadoCookie]:
+        settings = sessions_for(self.application).settings
+        # Responses now depend on the session cookie: caches must key on it.
+        self.add_header("Vary", "Cookie")
+        return settings, self._session_id_from_cookie(settings), _TornadoCookie(self, settings)
+
+    def _session_id_from_cookie(self, settings: SessionSettings) -> Optional[str]:
+        """The id in a valid signed cookie, or ``None`` for a missing, oversized, unsigned,
+        tampered, expired or malformed one (each simply means "no session yet")."""
+        raw = self.get_cookie(settings.cookie_name)
+        if not raw or len(raw) > settings.max_cookie_length:
+            return None
+        if sent_more_than_once(self.request.headers.get("Cookie", ""), settings.cookie_name):
+            # Cookie tossing: a sibling subdomain or a more specific path can plant a second,
+            # validly signed cookie of the same name. Browsers send both in an order the server
+            # cannot trust, so neither is used: the request starts a new session.
+            logger.warning(
+                "%s %s: %d cookies named %r in one request; using neither (possible cookie tossing)",
+                self.request.method, self.request.path,
+                cookie_count(self.request.headers.get("Cookie", ""), settings.cookie_name), settings.cookie_name,
+            )
+            return None
+        try:
+            value = self.get_signed_cookie(
+                settings.cookie_name, raw, max_age_days=settings.cookie_max_age_days, min_version=2
+            )
+        except (ValueError, TypeError, UnicodeError):
+            return None
+        if value is None:
+            return None
+        try:
+            session_id = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        return session_id if is_valid_session_id(session_id) else None
+
+    @property
+    def session_settings(self) -> SessionSettings:
+        """The settings this Application resolved (the flags plus its ``redis_session`` setting)."""
+        return sessions_for(self.application).settings
+
+    @property
+    def session_admin(self) -> SessionAdmin:
+        """Per-user session management on this Application's store ("your sessions" pages)."""
+        resolved = sessions_for(self.application)
+        return SessionAdmin(resolved.settings, resolved.store)
+
+    def log_exception(self, typ: Any, value: Optional[BaseException], tb: Any) -> None:
+        if isinstance(value, SessionUnavailableError):
+            # One line per failed request: a traceback per request during an outage buries the logs.
+            logger.warning("503 %s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None and isinstance(exc_info[1], SessionUnavailableError):
+            status_code = 503
+        super().send_error(status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None and isinstance(exc_info[1], SessionUnavailableError):
+            self.set_header("Retry-After", "1")
+        super().write_error(status_code, **kwargs)
+
+
+class SessionMixin(_SessionGlue):
+    """Adds ``self.session`` to any ``RequestHandler`` (``WebSocketHandler`` included).
+
+    List it before the handler class (``class H(SessionMixin, RequestHandler)``) so that a store
+    outage becomes a 503 rather than a 500.
+    """
+
+    _redis_session: Optional[Session] = None
+
+    @property
+    def session(self) -> Session:
+        """This request's session, built on first access (no Redis command until a field is used)."""
+        session = self._redis_session
+        if session is None:
+            settings, session_id, cookie = self._session_arguments()
+            session = self._redis_session = Session(sessions_for(self.application).store, settings, session_id, cookie)
+        return session
+
+    def flash(self, message: str, category: str = "message") -> None:
+        """Queue a message for the next page (sugar for ``self.session.flash``)."""
+        self.session.flash(message, category)
+
+    def get_flashed_messages(self, category: Union[str, Iterable[str], None] = None) -> List[Tuple[str, str]]:
+        """Pop waiting messages as ``[(category, message), ...]`` (sugar for ``self.session.flashes``)."""
+        return self.session.flashes(category)
+
+
+class AsyncSessionMixin(_SessionGlue):
+    """Adds an awaitable ``self.session`` (:class:`~redis_session.aio.AsyncSession`) for
+    coroutine handlers: ``count = (await self.session.count).int``. Redis never blocks the loop."""
+
+    _redis_session: Optional[AsyncSession] = None
+
+    @property
+    def session(self) -> AsyncSession:
+        """This request's session, built on first access (no Redis command until a field is used)."""
+        session = self._redis_session
+        if session is None:
+            settings, session_id, cookie = self._session_arguments()
+            session = self._redis_session = AsyncSession(async_stores.store_for(settings), settings, session_id, cookie)
+        return session
+
+    def flash(self, message: str, category: str = "message") -> Awaitable[None]:
+        """``await self.flash(...)``: sugar for ``await self.session.flash(...)``."""
+        return self.session.flash(message, category)
+
+    def get_flashed_messages(self, category: Union[str, Iterable[str], None] = None) -> Awaitable[List[Tuple[str, str]]]:
+        """``await self.get_flashed_messages()``: sugar for ``await self.session.flashes()``."""
+        return self.session.flashes(category)
+
+
+def cookie_count(header: str, name: str) -> int:
+    """How many cookies called ``name`` a Cookie header carries."""
+    return sum(1 for chunk in re.split(r"[;,]", header) if chunk.split("=", 1)[0].strip() == name)
+
+
+def sent_more_than_once(header: str, name: str) -> bool:
+    # The cheap substring test keeps the common case (one cookie) free of any parsing.
+    return header.count(name) > 1 and cookie_count(header, name) > 1
+
+
+class SessionHandler(SessionMixin, tornado.web.RequestHandler):
+    """A ``RequestHandler`` with ``self.session``: the class redis-session 0.2.1 users know."""
+
+
+class AsyncSessionHandler(AsyncSessionMixin, tornado.web.RequestHandler):
+    """A ``RequestHandler`` with an awaitable ``self.session`` for ``async def get(self)``."""

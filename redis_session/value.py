@@ -1,0 +1,140 @@
+"""Typed views of one stored field, and the encoding rules for writes.
+
+Redis stores bytes. Reads hand back a :class:`Value` so each call site picks the type it wants
+and gets a harmless fallback (``''``, ``0``, ``False``, ``{}``) for a missing or malformed field
+instead of an exception in the middle of a request. Writes go through :func:`encode`, which
+refuses anything it cannot store losslessly *before* Redis is touched; nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import math
+from typing import Any, Optional
+
+TRUE_WORDS = frozenset({b"1", b"true", b"yes", b"on"})
+
+
+class Value:
+    """One session field as read from Redis at the moment of the call."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Optional[bytes]) -> None:
+        #: The stored bytes, or ``None`` when the field is absent.
+        self.raw = raw
+
+    @property
+    def none(self) -> bool:
+        """``True`` when the field is absent."""
+        return self.raw is None
+
+    @property
+    def str(self) -> builtins.str:
+        """The field as text; ``''`` when absent or not valid UTF-8."""
+        if self.raw is None:
+            return ""
+        try:
+            return self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return ""
+
+    @property
+    def int(self) -> builtins.int:
+        """The field as an integer; ``0`` when absent or not an integer."""
+        if self.raw is None:
+            return 0
+        try:
+            return int(self.raw)
+        except ValueError:
+            return 0
+
+    @property
+    def float(self) -> builtins.float:
+        """The field as a float; ``0.0`` when absent or not a number."""
+        if self.raw is None:
+            return 0.0
+        try:
+            return float(self.raw)
+        except ValueError:
+            return 0.0
+
+    @property
+    def bool(self) -> builtins.bool:
+        """``True`` for ``1``, ``true``, ``yes``, ``on`` in any case (what writing ``True`` stores)."""
+        if self.raw is None:
+            return False
+        return self.raw.strip().lower() in TRUE_WORDS
+
+    @property
+    def json(self) -> Any:
+        """The field parsed as JSON; ``{}`` when absent or not valid JSON."""
+        if self.raw is None:
+            return {}
+        try:
+            return json.loads(self.raw)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError both derive from it
+            return {}
+
+    def __eq__(self, other: object) -> builtins.bool:
+        if isinstance(other, Value):
+            return self.raw == other.raw
+        return NotImplemented
+
+    def __hash__(self) -> builtins.int:
+        return hash(self.raw)
+
+    def __bool__(self) -> builtins.bool:
+        # A Value is neither true nor false on its own: b"0", b"" and an absent field would each
+        # surprise someone. Saying which reading is meant avoids a silent logic bug.
+        raise TypeError(
+            "a session Value has no truth value; use .none to test presence, .bool for a "
+            "stored boolean, or .str / .int for the contents"
+        )
+
+    def __repr__(self) -> builtins.str:
+        return f"Value({self.raw!r})"
+
+
+def encode(name: str, value: Any) -> Optional[bytes]:
+    """Turn a Python value into the bytes stored for field ``name``; ``None`` means delete.
+
+    :raises TypeError: for a type without a lossless encoding (the message names the field).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return b"1" if value else b"0"
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise TypeError(
+                f"session field {name!r}: the str holds characters UTF-8 cannot encode ({error.reason})"
+            ) from None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, int):
+        return str(value).encode("ascii")
+    if isinstance(value, float):
+        return repr(value).encode("ascii")
+    if isinstance(value, (dict, list)):
+        try:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            return text.encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError) as error:
+            raise TypeError(f"session field {name!r}: the {type(value).__name__} is not JSON-serialisable: {error}") from None
+    raise TypeError(
+        f"session field {name!r}: cannot store a {type(value).__name__}; store str, bytes, int, "
+        "float, bool, dict or list (None deletes the field)"
+    )
+
+
+def is_finite_number(amount: Any) -> bool:
+    """``True`` for an int or finite float that is not a bool (what incr() accepts)."""
+    if isinstance(amount, bool):
+        return False
+    if isinstance(amount, int):
+        return True
+    return isinstance(amount, float) and math.isfinite(amount)

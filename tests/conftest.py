@@ -1,0 +1,157 @@
+"""Shared fixtures: real Redis servers, per-test stores, live Tornado servers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import pytest
+import tornado.web
+
+from redis_session.session import Session
+from redis_session.settings import SessionSettings
+from redis_session.store import StoreRegistry
+from tests.integrations import INTEGRATIONS, IntegrationHarness
+from tests.redis_servers import RedisServer
+from tests.web import LiveServer
+
+COOKIE_SECRET = "test-secret-" + "x" * 32
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server shared by the whole run (each test uses its own key prefix, nothing is flushed)."""
+    external = os.environ.get("REDIS_SESSION_TEST_URL")
+    if external:
+        pytest.skip("REDIS_SESSION_TEST_URL given: tests that spawn servers are skipped")
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A redis-server for one test only, free to be stopped, paused and restarted."""
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+def real_redis_url(request: pytest.FixtureRequest) -> str:
+    external = os.environ.get("REDIS_SESSION_TEST_URL")
+    if external:
+        return external
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The same test on the in-process store and on a real redis-server."""
+    if request.param == "memory":
+        return f"memory://test-{uuid.uuid4().hex}"
+    return real_redis_url(request)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test uses, so tests never need to flush anything."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def registry() -> StoreRegistry:
+    return StoreRegistry()
+
+
+class RecordingCookie:
+    """A cookie sink that remembers what the session asked the web layer to do."""
+
+    def __init__(self) -> None:
+        self.events: List[tuple] = []
+
+    def issue(self, session_id: str) -> None:
+        self.events.append(("issue", session_id))
+
+    def expire(self) -> None:
+        self.events.append(("expire",))
+
+
+@pytest.fixture
+def make_settings(store_url: str, prefix: str) -> Callable[..., SessionSettings]:
+    def make(**changes: Any) -> SessionSettings:
+        return SessionSettings(redis_url=store_url, prefix=prefix, cookie_secure=False).replace(**changes)
+    return make
+
+
+@pytest.fixture(params=INTEGRATIONS)
+def integration(request: pytest.FixtureRequest) -> str:
+    """Which way the Session API is reached: directly, or inside requests of a Tornado (sync or
+    async) or Flask app. Tests marked ``direct_only`` (they look inside the session object) run
+    directly only."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_session(
+    make_settings: Callable[..., SessionSettings], registry: StoreRegistry, integration: str
+) -> Iterator[Callable[..., Any]]:
+    """``make_session(session_id=None, cookie=None, **settings)``: a session on the test store,
+    reached through the integration under test (same blocking API for all of them)."""
+    harness = IntegrationHarness(integration, registry) if integration != "direct" else None
+
+    def make(session_id: Optional[str] = None, cookie: Optional[RecordingCookie] = None, **changes: Any) -> Any:
+        settings = make_settings(**changes)
+        if harness is None:
+            return Session(registry.store_for(settings), settings, session_id, cookie or RecordingCookie())
+        return harness.session(settings, session_id, cookie or RecordingCookie())
+
+    yield make
+    if harness is not None:
+        harness.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Run ``direct_only`` tests for the direct integration only (deselect the others)."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        through = callspec.params.get("integration") if callspec is not None else None
+        if through not in (None, "direct") and item.get_closest_marker("direct_only"):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., LiveServer]]:
+    """``serve(handlers, **settings)`` runs an Application over real HTTP on loopback."""
+    servers: List[LiveServer] = []
+
+    def start(handlers: list, **settings: Any) -> LiveServer:
+        settings.setdefault("cookie_secret", COOKIE_SECRET)
+        server = LiveServer(tornado.web.Application(handlers, **settings)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def session_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="redis_session")
+    return caplog
+
+
+def app_settings(store_url: str, prefix: str, **overrides: Any) -> Dict[str, Any]:
+    """The ``redis_session`` Application setting tests use: their store, their prefix, no Secure."""
+    values: Dict[str, Any] = {"redis": store_url, "redis-prefix": prefix, "cookie-secure": False}
+    values.update(overrides)
+    return values

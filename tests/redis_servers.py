@@ -1,0 +1,102 @@
+"""Real redis-server processes for the tests, on free loopback ports, never the machine's 6379.
+
+Each server runs with no persistence in its own temporary directory and is stopped by the
+fixture that started it. Under CI=true a server that cannot start fails the test instead of
+skipping it, so a green CI always means the real-Redis tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import List, Optional
+
+import pytest
+import redis
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a developer machine; fail in CI, where every real-Redis test must run."""
+    if IN_CI:
+        pytest.fail(f"CI=true and a real redis-server is needed: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+class RedisServer:
+    """One redis-server child process that can be stopped, paused and restarted on its port."""
+
+    def __init__(self, extra_args: Optional[List[str]] = None) -> None:
+        self.binary = os.environ.get("REDIS_SERVER_BINARY") or shutil.which("redis-server")
+        self.port = free_port()
+        self.directory = tempfile.mkdtemp(prefix="redis-session-test-")
+        self.extra_args = list(extra_args or [])
+        self.process: Optional[subprocess.Popen[bytes]] = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis[bytes]:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def start(self, deadline_seconds: float = 10.0) -> RedisServer:
+        if not self.binary:
+            unavailable("redis-server is not installed (apt-get install -y redis-server)")
+        arguments = [
+            str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", self.directory,
+            "--daemonize", "no", "--protected-mode", "no", "--logfile", "",
+            *self.extra_args,
+        ]
+        self.process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + deadline_seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                unavailable(f"redis-server exited at start with code {self.process.returncode}")
+            try:
+                if self.client().ping():
+                    return self
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.02)
+        self.stop()
+        unavailable(f"redis-server on port {self.port} did not answer PING within {deadline_seconds}s")
+        return self
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

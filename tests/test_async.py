@@ -1,0 +1,153 @@
+"""Coroutine handlers: the awaitable session never blocks the IOLoop, and shares data with the
+blocking one. (The Session API itself runs for async handlers in the shared behaviour suite.)"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from redis_session.tornado_session import AsyncSessionHandler, SessionHandler
+from tests.conftest import app_settings
+from tests.redis_servers import RedisServer, free_port
+from tests.web import Browser
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+class AsyncCounter(AsyncSessionHandler):
+    async def get(self) -> None:
+        self.write(str(await self.session.incr("count")))
+
+
+class SyncReader(SessionHandler):
+    def get(self) -> None:
+        self.write(self.session.count.str or "nothing")
+
+
+class SyncWriter(SessionHandler):
+    def get(self) -> None:
+        self.session.note = "from sync"
+        self.write("ok")
+
+
+class AsyncReader(AsyncSessionHandler):
+    async def get(self) -> None:
+        self.write((await self.session.note).str or "nothing")
+
+
+class Assigner(AsyncSessionHandler):
+    async def get(self) -> None:
+        try:
+            self.session.count = 1
+        except TypeError as error:
+            self.write(str(error))
+
+
+class Plain(AsyncSessionHandler):
+    def get(self) -> None:
+        self.write("pong")
+
+
+def handlers():
+    return [("/incr", AsyncCounter), ("/sync-read", SyncReader), ("/sync-write", SyncWriter),
+            ("/async-read", AsyncReader), ("/assign", Assigner), ("/ping", Plain)]
+
+
+def test_sync_and_async_handlers_share_sessions(serve, store_url, prefix):
+    """A session written by a sync handler is read by an async one in the same app, and back."""
+    browser = serve(handlers(), redis_session=app_settings(store_url, prefix)).browser()
+    assert browser.get("/incr").text == "1"
+    assert browser.get("/sync-read").text == "1"
+    assert browser.get("/sync-write").text == "ok"
+    assert browser.get("/async-read").text == "from sync"
+
+
+def test_attribute_assignment_says_to_await_set(serve, store_url, prefix):
+    """self.session.count = 1 in an async handler raises a TypeError that says to await set()."""
+    browser = serve(handlers(), redis_session=app_settings(store_url, prefix)).browser()
+    assert "await self.session.set" in browser.get("/assign").text
+
+
+def test_two_hundred_concurrent_async_incr_give_exactly_two_hundred(serve, redis_server, prefix):
+    """200 concurrent incr requests through async handlers on one session count exactly 200."""
+    server = serve(handlers(), redis_session=app_settings(redis_server.url, prefix))
+    browser = server.browser()
+    assert browser.get("/incr").text == "1"
+
+    def one(_: int) -> int:
+        other = Browser(server.url)
+        other.cookies = dict(browser.cookies)
+        return other.get("/incr").status
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(one, range(199)))
+    assert statuses == [200] * 199
+    assert browser.get("/sync-read").text == "200"
+
+
+def test_a_stalled_redis_does_not_block_other_requests(serve, own_redis_server: RedisServer, prefix):
+    """With Redis frozen (SIGSTOP), a session-free request answers within 100 ms while a session
+    request waits, then gets a 503; after SIGCONT sessions work again."""
+    server = serve(handlers(), redis_session=app_settings(own_redis_server.url, prefix, **{"redis-timeout": 2.0}))
+    browser = server.browser()
+    assert browser.get("/incr").text == "1"
+    own_redis_server.pause()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            waiting = pool.submit(browser.get, "/incr")
+            time.sleep(0.2)  # the session request is now parked on the frozen Redis
+            assert not waiting.done()
+            started = time.monotonic()
+            assert Browser(server.url).get("/ping").text == "pong"
+            assert time.monotonic() - started < 0.1
+            assert waiting.result(timeout=10).status == 503
+    finally:
+        own_redis_server.resume()
+    # The frozen server still held the timed-out incr and ran it on SIGCONT: applied once (the
+    # client never resends a non-idempotent call), so the next count is 3, never 4.
+    assert browser.get("/incr").text == "3"
+
+
+def test_redis_down_answers_503_and_recovers_for_async_handlers(serve, own_redis_server: RedisServer, prefix):
+    """An async handler answers 503 while Redis is stopped and works again once it is back."""
+    server = serve(handlers(), redis_session=app_settings(own_redis_server.url, prefix, **{"redis-timeout": 0.5}))
+    browser = server.browser()
+    assert browser.get("/incr").text == "1"
+    own_redis_server.stop()
+    assert browser.get("/incr").status == 503
+    own_redis_server.start()
+    # the restarted server kept nothing (no persistence): the app works again, on a new session
+    assert browser.get("/incr").text == "1"
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_the_async_example_counts(store, redis_server, prefix):
+    """examples/tornado_async_counter.py counts per browser on memory:// and on a real Redis."""
+    url = "memory://" if store == "memory" else redis_server.url
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "tornado_async_counter.py"), f"--port={port}", f"--session-redis={url}",
+         f"--session-redis-prefix={prefix}", "--session-cookie-secure=false", "--logging=none"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        browser = Browser(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                first = browser.get("/")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert "count:0" in first.text and "atomically:1" in first.text
+        assert "count:1" in browser.get("/").text
+    finally:
+        process.terminate()
+        process.wait(10)

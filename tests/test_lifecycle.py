@@ -1,0 +1,477 @@
+"""Session lifecycle without a web framework: regenerate, destroy, expiry, bookkeeping fields,
+flash messages, bind_user and SessionAdmin, on the in-process store and on a real redis-server.
+
+Every test looks at what the session left in Redis (keys, TTLs, bookkeeping fields), so they run
+on the Session object directly (``direct_only``), not through the web integrations.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from typing import Any, Callable, List, Tuple
+
+import pytest
+
+from redis_session import SessionAdmin
+from redis_session.admin import session_handle
+from redis_session.session import Session
+from redis_session.settings import SessionSettings
+from redis_session.store import StoreRegistry
+from tests.conftest import RecordingCookie
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.direct_only
+
+CREATED = "__rs:created"
+
+
+@pytest.fixture
+def redis_client(make_settings: Callable[..., SessionSettings], registry: StoreRegistry) -> Any:
+    """The raw client on the test's store, to look at (and age) what the sessions wrote."""
+    return registry.store_for(make_settings()).client
+
+
+@pytest.fixture
+def keys_of(prefix: str) -> Callable[[str], str]:
+    """``keys_of(session_id)``: the Redis key of a session under the test's prefix."""
+    return lambda session_id: f"{prefix}:sessions:{session_id}"
+
+
+def set_age(client: Any, key: str, seconds: int) -> None:
+    """Pretend the session was created ``seconds`` ago (fake time instead of sleeping)."""
+    client.hset(key, CREATED, int(time.time()) - seconds)
+
+
+def all_keys(client: Any, prefix: str) -> List[bytes]:
+    return sorted(client.scan_iter(match=f"{prefix}:*"))
+
+
+# -- regenerate ------------------------------------------------------------------------------
+
+
+def test_regenerate_gives_a_new_id_and_keeps_the_data(make_session, redis_client, keys_of):
+    """regenerate() moves the data and waiting flashes to a new id, deletes the old key and sends the new cookie."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie)
+    session.user = "alice"
+    session.flash("Saved")
+    old_id = session.session_id
+
+    session.regenerate()
+
+    assert session.session_id not in (None, old_id)
+    assert session.user.str == "alice"
+    assert redis_client.exists(keys_of(old_id)) == 0
+    assert cookie.events[-1] == ("issue", session.session_id)
+    assert session.flashes() == [("message", "Saved")]
+
+
+def test_regenerate_on_a_session_that_does_not_exist_yet_does_nothing(make_session, redis_client, prefix):
+    """regenerate() before anything was written creates no key and sends no cookie."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie)
+    session.regenerate()
+    assert session.session_id is None
+    assert cookie.events == []
+    assert all_keys(redis_client, prefix) == []
+
+
+def test_the_old_id_is_dead_after_regenerate(make_session, redis_client, keys_of):
+    """A request still holding the pre-regenerate id sees an empty session, and its write gets a new id."""
+    session = make_session()
+    session.secret = "for alice only"
+    old_id = session.session_id
+    stale_reader = make_session(old_id)
+    stale_writer = make_session(old_id)
+
+    session.regenerate()
+
+    assert stale_reader.secret.none
+    assert stale_reader.session_id is None
+    stale_writer.note = "late write"
+    assert stale_writer.session_id not in (old_id, session.session_id)
+    assert redis_client.exists(keys_of(old_id)) == 0
+    assert redis_client.hget(keys_of(stale_writer.session_id), "secret") is None
+    assert session.note.none and session.secret.str == "for alice only"
+
+
+def test_regenerate_keeps_the_absolute_deadline(make_session, redis_client, keys_of):
+    """regenerate() copies the creation time, so a session near its max_lifetime does not get a fresh one."""
+    session = make_session(max_lifetime=100)
+    session.n = 1
+    set_age(redis_client, keys_of(session.session_id), 90)
+    created = redis_client.hget(keys_of(session.session_id), CREATED)
+
+    session.regenerate()
+
+    new_key = keys_of(session.session_id)
+    assert redis_client.hget(new_key, CREATED) == created
+    assert 0 < redis_client.ttl(new_key) <= 10
+
+
+# -- destroy ---------------------------------------------------------------------------------
+
+
+def test_destroy_deletes_the_key_and_a_later_write_starts_a_new_session(make_session, redis_client, keys_of):
+    """destroy() deletes the key and expires the cookie; a later write in the same request gets a new id."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie)
+    session.user = "alice"
+    old_id = session.session_id
+
+    session.destroy()
+
+    assert redis_client.exists(keys_of(old_id)) == 0
+    assert cookie.events[-1] == ("expire",)
+    assert session.session_id is None
+    assert session.user.none
+
+    session.flash("You have been signed out.")
+    assert session.session_id not in (None, old_id)
+    assert cookie.events[-1] == ("issue", session.session_id)
+    assert redis_client.exists(keys_of(old_id)) == 0
+    assert session.flashes() == [("message", "You have been signed out.")]
+
+
+WRITES = {
+    "set": lambda session: session.set("cart", "3 items"),
+    "update": lambda session: session.update(cart="3 items"),
+    "incr": lambda session: session.incr("clicks"),
+    "flash": lambda session: session.flash("late"),
+}
+
+
+@pytest.mark.parametrize("write", sorted(WRITES))
+def test_a_write_racing_a_logout_never_revives_the_session(make_session, redis_client, keys_of, prefix, write):
+    """Request A loaded the session, request B logged out, then A writes: the old id stays dead."""
+    session = make_session()
+    session.user = "alice"
+    old_id = session.session_id
+    request_a, request_b = make_session(old_id), make_session(old_id)
+    assert request_a.user.str == "alice"
+
+    request_b.destroy()
+    WRITES[write](request_a)
+
+    assert request_a.session_id not in (None, old_id)
+    assert redis_client.exists(keys_of(old_id)) == 0
+    assert request_a.user.none  # the logged-out user's data did not follow
+    keys = all_keys(redis_client, prefix)
+    assert keys == [keys_of(request_a.session_id).encode()]
+    assert all(redis_client.ttl(key) > 0 for key in keys)
+
+
+# -- expiry ----------------------------------------------------------------------------------
+
+
+def test_every_access_restarts_the_idle_timer_and_an_idle_session_expires(make_session, redis_client, keys_of):
+    """With expire=1 a read restarts the idle timer, and a session left alone for over a second is gone."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie, expire=1)
+    session.n = 1
+    key = keys_of(session.session_id)
+    assert 0 < redis_client.pttl(key) <= 1000
+
+    redis_client.pexpire(key, 200)  # as if 0.8 s had passed without a request
+    assert session.n.int == 1
+    assert redis_client.pttl(key) > 500
+
+    time.sleep(1.2)
+    assert redis_client.exists(key) == 0
+    assert session.n.none
+    assert cookie.events[-1] == ("expire",)
+
+
+def test_max_lifetime_ends_an_active_session(make_session, redis_client, keys_of):
+    """With max_lifetime=10 a session used every second is still gone ten seconds after creation."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie, max_lifetime=10, expire=100)
+    session.n = 1
+    key = keys_of(session.session_id)
+    assert 0 < redis_client.ttl(key) <= 10
+    old_id = session.session_id
+
+    for age in range(1, 9):  # fake time: the session is used every second
+        set_age(redis_client, key, age)
+        assert session.incr("n") == age + 1
+        # the TTL is the time left before the deadline, not the 100 s idle timeout
+        assert 0 < redis_client.ttl(key) <= 10 - age
+
+    set_age(redis_client, key, 10)  # the deadline has come, however active the session was
+    assert session.n.none
+    assert redis_client.exists(key) == 0
+    assert cookie.events[-1] == ("expire",)
+    session.n = 5
+    assert session.session_id != old_id
+
+
+def test_a_session_without_creation_time_gets_one_and_its_deadline_starts_then(make_session, redis_client, keys_of):
+    """A session lacking __rs:created (as 0.2.1 wrote them) gets one on its next use, and a deadline from then."""
+    session = make_session(max_lifetime=50, expire=100)
+    session.n = 1
+    key = keys_of(session.session_id)
+    redis_client.hdel(key, CREATED)
+    redis_client.persist(key)
+
+    assert session.n.int == 1
+    created = int(redis_client.hget(key, CREATED))
+    assert abs(created - time.time()) < 5
+    assert 45 <= redis_client.ttl(key) <= 50
+
+
+# -- bookkeeping fields ----------------------------------------------------------------------
+
+
+def test_bookkeeping_fields_are_hidden_from_user_code(make_session):
+    """load(), keys(), len() and iteration show only the app's fields, not __rs:created, __rs:user or flashes."""
+    session = make_session()
+    session.theme = "dark"
+    session.bind_user("alice")
+    session.flash("Welcome")
+
+    assert set(session.load()) == {"theme"}
+    assert session.keys() == ["theme"]
+    assert len(session) == 1
+    assert list(session) == ["theme"]
+
+
+@pytest.mark.parametrize("name", ["__rs:created", "__rs:user", "__rs:flash:000000000001", "__rs:flashseq"])
+def test_bookkeeping_fields_cannot_be_written_by_user_code(make_session, redis_client, keys_of, name):
+    """Writing, deleting or incrementing a __rs: field raises ValueError and changes nothing."""
+    session = make_session()
+    session.bind_user("alice")
+    session.flash("Welcome")
+    before = redis_client.hgetall(keys_of(session.session_id))
+
+    for attempt in (
+        lambda: session.set(name, "forged"),
+        lambda: session.__setitem__(name, "forged"),
+        lambda: session.update({name: "forged"}),
+        lambda: session.update({"ok": 1, name: "forged"}),
+        lambda: session.delete(name),
+        lambda: session.incr(name),
+        lambda: session.get(name),
+    ):
+        with pytest.raises(ValueError, match="reserved"):
+            attempt()
+
+    assert redis_client.hgetall(keys_of(session.session_id)) == before
+    assert session.user_id == "alice"
+
+
+def test_clear_keeps_the_user_binding_and_waiting_flashes(make_session):
+    """clear() removes the app's fields; the session stays bound to its user and flashes still wait."""
+    session = make_session()
+    session.update(a=1, b=2)
+    session.bind_user("alice")
+    session.flash("Saved")
+    session.clear()
+    assert session.load() == {}
+    assert session.user_id == "alice"
+    assert session.flashes() == [("message", "Saved")]
+
+
+# -- flash messages --------------------------------------------------------------------------
+
+
+def test_flashes_come_oldest_first_and_are_removed_when_read(make_session):
+    """flashes() returns [(category, message)] oldest first, and a second call returns nothing."""
+    session = make_session()
+    session.flash("one")
+    session.flash("two", "error")
+    session.flash("three")
+    assert session.flashes() == [("message", "one"), ("error", "two"), ("message", "three")]
+    assert session.flashes() == []
+
+
+def test_flashes_can_be_filtered_by_category(make_session):
+    """flashes("error") or flashes([...]) returns only those categories; the others keep waiting."""
+    session = make_session()
+    session.flash("a")
+    session.flash("b", "error")
+    session.flash("c", "warning")
+    session.flash("d")
+    session.flash("e", "error")
+
+    assert session.flashes("error") == [("error", "b"), ("error", "e")]
+    assert session.flashes(["warning", "nothing-of-this"]) == [("warning", "c")]
+    assert session.flashes("error") == []
+    assert session.flashes() == [("message", "a"), ("message", "d")]
+
+
+def test_flashes_survive_into_another_request(make_session):
+    """A flash queued in one request is read in the next (another Session object on the same id)."""
+    first_request = make_session()
+    first_request.flash("Saved", "success")
+    next_request = make_session(first_request.session_id)
+    assert next_request.flashes() == [("success", "Saved")]
+    assert first_request.flashes() == []
+
+
+def test_reading_flashes_without_a_session_creates_nothing(make_session, redis_client, prefix):
+    """flashes() on a visitor without a session returns [] and creates no key or cookie."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie)
+    assert session.flashes() == []
+    assert session.session_id is None and cookie.events == []
+    assert all_keys(redis_client, prefix) == []
+
+
+def test_concurrent_flashes_never_return_a_message_twice(redis_server: RedisServer, registry, prefix):
+    """Ten requests popping flashes while fifty are queued each get distinct messages, and none is lost."""
+    settings = SessionSettings(redis_url=redis_server.url, prefix=prefix, cookie_secure=False)
+    store = registry.store_for(settings)
+    producer = Session(store, settings, None, RecordingCookie())
+    producer.flash("message 0")
+    session_id = producer.session_id
+    done = threading.Event()
+    start = threading.Barrier(11)
+
+    def produce() -> None:
+        start.wait()
+        for number in range(1, 50):
+            producer.flash(f"message {number}")
+        done.set()
+
+    def consume(_: int) -> List[Tuple[str, str]]:
+        request = Session(store, settings, session_id, RecordingCookie())
+        popped: List[Tuple[str, str]] = []
+        start.wait()
+        while not done.is_set():
+            popped.extend(request.flashes())
+        popped.extend(request.flashes())
+        return popped
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=11) as pool:
+        writer = pool.submit(produce)
+        readers = [pool.submit(consume, index) for index in range(10)]
+        writer.result(timeout=30)
+        popped = [message for reader in readers for _, message in reader.result(timeout=30)]
+
+    assert sorted(popped) == sorted(f"message {number}" for number in range(50))
+    per_reader = [[message for _, message in reader.result()] for reader in readers]
+    assert sum(1 for messages in per_reader if messages) > 1, "the readers did not actually race"
+
+
+# -- bind_user and SessionAdmin --------------------------------------------------------------
+
+
+def test_bind_user_regenerates_and_records_the_user(make_session, redis_client, keys_of, prefix):
+    """bind_user("alice") gives a new id, user_id reads "alice", and the user's index key holds the session."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie)
+    session.cart = "3 items"
+    anonymous_id = session.session_id
+    assert session.user_id is None
+
+    session.bind_user("alice")
+
+    assert session.session_id != anonymous_id
+    assert redis_client.exists(keys_of(anonymous_id)) == 0
+    assert cookie.events[-1] == ("issue", session.session_id)
+    assert session.user_id == "alice"
+    assert session.cart.str == "3 items"
+    assert make_session(session.session_id).user_id == "alice"
+    index = f"{prefix}:users:alice"
+    assert redis_client.exists(index) == 1
+    assert redis_client.zrange(index, 0, -1) == [session.session_id.encode()]
+
+
+def test_bind_user_on_a_first_visit_creates_the_session(make_session, redis_client, keys_of):
+    """bind_user() without any earlier write creates a bound session with a creation time and a cookie."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie)
+    session.bind_user("alice")
+    assert session.session_id is not None
+    assert cookie.events == [("issue", session.session_id)]
+    assert session.user_id == "alice"
+    assert redis_client.hget(keys_of(session.session_id), CREATED) is not None
+    assert redis_client.ttl(keys_of(session.session_id)) > 0
+
+
+def signed_in(make_session: Callable[..., Any], user: str, **settings: Any) -> Any:
+    session = make_session(**settings)
+    session.visits = 1
+    session.bind_user(user)
+    return session
+
+
+def test_sessions_for_user_lists_live_sessions(make_session, make_settings, registry):
+    """SessionAdmin.sessions_for_user shows each live session with created, last_seen and a handle."""
+    started = time.time()
+    laptop, phone = signed_in(make_session, "alice"), signed_in(make_session, "alice")
+    signed_in(make_session, "bob")
+    admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
+
+    sessions = admin.sessions_for_user("alice")
+
+    assert {info.handle for info in sessions} == {session_handle(laptop.session_id), session_handle(phone.session_id)}
+    for info in sessions:
+        assert info.user_id == "alice"
+        assert started - 2 <= info.created <= time.time() + 1
+        assert started - 2 <= info.last_seen <= time.time() + 1
+        assert info.expires > time.time()
+        assert info.session_id not in repr(info)
+    assert admin.sessions_for_user("nobody") == []
+
+
+def test_sessions_for_user_drops_ended_sessions_from_the_index(make_session, make_settings, registry, redis_client, keys_of, prefix):
+    """Destroyed, deleted and expired sessions disappear from the list, and from the user's index."""
+    kept, logged_out, deleted, expired = (signed_in(make_session, "alice") for _ in range(4))
+    admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
+    index = f"{prefix}:users:alice"
+
+    logged_out.destroy()
+    redis_client.delete(keys_of(deleted.session_id))
+    redis_client.pexpire(keys_of(expired.session_id), 1)
+    time.sleep(0.01)
+    assert redis_client.zcard(index) == 3  # cleaned lazily: nothing watched the key go
+
+    assert [info.handle for info in admin.sessions_for_user("alice")] == [session_handle(kept.session_id)]
+    assert redis_client.zrange(index, 0, -1) == [kept.session_id.encode()]
+
+
+def test_revoke_ends_one_session_by_its_handle(make_session, make_settings, registry):
+    """revoke(user, handle) ends exactly that session; the other keeps working."""
+    laptop, phone = signed_in(make_session, "alice"), signed_in(make_session, "alice")
+    admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
+
+    assert admin.revoke("alice", session_handle(phone.session_id)) == 1
+
+    assert make_session(phone.session_id).user_id is None
+    assert make_session(laptop.session_id).user_id == "alice"
+    assert [info.handle for info in admin.sessions_for_user("alice")] == [session_handle(laptop.session_id)]
+    assert admin.revoke("alice", session_handle(phone.session_id)) == 0
+    assert admin.revoke("bob", session_handle(laptop.session_id)) == 0  # another user's handle ends nothing
+    assert make_session(laptop.session_id).user_id == "alice"
+
+
+def test_revoke_user_signs_out_everywhere_else(make_session, make_settings, registry):
+    """revoke_user(user, keep=current id) ends every other session of the user and keeps this one."""
+    current = signed_in(make_session, "alice")
+    others = [signed_in(make_session, "alice") for _ in range(3)]
+    bob = signed_in(make_session, "bob")
+    admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
+
+    assert admin.revoke_user("alice", keep=current.session_id) == 3
+
+    assert all(make_session(other.session_id).visits.none for other in others)
+    assert current.visits.int == 1 and bob.visits.int == 1
+    assert [info.handle for info in admin.sessions_for_user("alice")] == [session_handle(current.session_id)]
+    assert admin.revoke_user("alice") == 1
+    assert current.visits.none
+
+
+def test_max_per_user_ends_the_oldest_session(make_session, make_settings, registry):
+    """With max_per_user=2, a third sign-in ends the user's oldest session."""
+    first, second, third = (signed_in(make_session, "alice", max_per_user=2) for _ in range(3))
+    admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
+
+    assert make_session(first.session_id).user_id is None
+    assert first.visits.none
+    assert second.user_id == "alice" and third.user_id == "alice"
+    assert {info.handle for info in admin.sessions_for_user("alice")} == {
+        session_handle(second.session_id), session_handle(third.session_id)
+    }
