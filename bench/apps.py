@@ -310,21 +310,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
         "sync_incr": (LibIncr, LibSetup),
         "async_incr": (AsyncIncr, AsyncSetup),
     }
-    if scenario.startswith("fix_"):
-        # What-if rows: the library's handler unchanged, except that the request's end drops the
-        # handler's reference to its session. The session's cookie sink points back at the
-        # handler (handler -> Session -> SessionCore -> _TornadoCookie -> handler), so without
-        # this every request leaves a reference cycle for the cyclic GC to find.
-        base_page, setup = handlers[scenario[len("fix_"):]]
-
-        class BreakCycle:
-            def on_finish(self) -> None:
-                self._redis_session = None
-                super().on_finish()  # type: ignore[misc]
-
-        page = type(f"Fix{base_page.__name__}", (BreakCycle, base_page), {})
-    else:
-        page, setup = handlers[scenario]
+    page, setup = handlers[scenario]
 
     class Stats(tornado.web.RequestHandler):
         def get(self) -> None:
@@ -435,7 +421,6 @@ SCENARIOS = (
     "plain_counter", "plain_read", "raw_counter", "lib_counter", "raw_incr", "lib_incr", "lib_anon",
     "raw_hmget3", "lib_get_many3", "raw_hget3x", "lib_attr3", "raw_load20", "lib_load20",
     "sync_incr", "async_incr", "flask_plain", "flask_lib",
-    "fix_lib_counter", "fix_lib_incr", "fix_lib_anon", "fix_lib_get_many3", "fix_lib_attr3", "fix_lib_load20",
 )
 
 

@@ -53,7 +53,6 @@ class Scenario:
     min_ratio: Optional[float] = None    # target: req/s >= min_ratio x baseline
     counter: bool = False            # the page adds one to the session field "count"
     anonymous: bool = False          # target: no Redis command, no key, no Set-Cookie
-    what_if: bool = False            # an experiment, not the library as shipped: never a FAIL
 
 
 @dataclass
@@ -70,39 +69,27 @@ GROUPS = [
         Scenario("raw_counter", "(2) raw redis-py: HGET+EXPIRE, HSET+EXPIRE", round_trips=2, counter=True),
         Scenario("lib_counter", "(a) count = session.count.int; session.count = count + 1", "raw_counter",
                  round_trips=2, min_ratio=0.9, counter=True),
-        Scenario("fix_lib_counter", "what-if (a), handler<->session cycle broken", "raw_counter",
-                 round_trips=2, min_ratio=0.9, counter=True, what_if=True),
     ]),
     Group("(b) counter with incr", [
         Scenario("raw_incr", "(2) raw redis-py: HINCRBY+EXPIRE", round_trips=1, counter=True),
         Scenario("lib_incr", "(b) session.incr('count')", "raw_incr", round_trips=1, min_ratio=0.9, counter=True),
-        Scenario("fix_lib_incr", "what-if (b), cycle broken", "raw_incr", round_trips=1, min_ratio=0.9,
-                 counter=True, what_if=True),
     ]),
     Group("(c) anonymous read, no cookie", [
         Scenario("plain_read", "(1) plain Tornado, reads an absent signed cookie", cookies="none", round_trips=0),
         Scenario("lib_anon", "(c) session.count.int without a cookie", "plain_read", cookies="none",
                  round_trips=0, min_ratio=0.95, anonymous=True),
-        Scenario("fix_lib_anon", "what-if (c), cycle broken", "plain_read", cookies="none",
-                 round_trips=0, min_ratio=0.95, anonymous=True, what_if=True),
     ]),
     Group("(d) logged-in page reads 3 of 6 fields", [
         Scenario("raw_hmget3", "(2) raw redis-py: HMGET a b c+EXPIRE", cookies="setup", round_trips=1),
         Scenario("lib_get_many3", "(d) session.get_many('a', 'b', 'c')", "raw_hmget3", cookies="setup",
                  round_trips=1, min_ratio=0.9),
-        Scenario("fix_lib_get_many3", "what-if (d), cycle broken", "raw_hmget3", cookies="setup",
-                 round_trips=1, min_ratio=0.9, what_if=True),
         Scenario("raw_hget3x", "(2) raw redis-py: 3 x (HGET+EXPIRE)", cookies="setup", round_trips=3),
         Scenario("lib_attr3", "(d') session.a.str, .b.str, .c.str", "raw_hget3x", cookies="setup",
                  round_trips=3, min_ratio=0.9),
-        Scenario("fix_lib_attr3", "what-if (d'), cycle broken", "raw_hget3x", cookies="setup",
-                 round_trips=3, min_ratio=0.9, what_if=True),
     ]),
     Group("(e) load() of a 20-field session", [
         Scenario("raw_load20", "(2) raw redis-py: HGETALL+EXPIRE", cookies="setup", round_trips=1),
         Scenario("lib_load20", "(e) session.load()", "raw_load20", cookies="setup", round_trips=1, min_ratio=0.9),
-        Scenario("fix_lib_load20", "what-if (e), cycle broken", "raw_load20", cookies="setup", round_trips=1,
-                 min_ratio=0.9, what_if=True),
     ]),
     Group("(f) incr with +2 ms Redis latency each way", [
         Scenario("sync_incr", "(f) SessionHandler: session.incr('count')", round_trips=1, counter=True),
@@ -550,9 +537,7 @@ def build_table(results: Dict[str, Measured], memory: Dict[str, Any]) -> Tuple[L
             ratio = f"{measured.rate / baseline.rate:.2f}x vs {scenario.baseline}" if baseline and baseline.rate else "baseline"
             target, failed = verdicts(scenario, measured, baseline)
             result = "PASS" if not failed else "FAIL: " + "; ".join(failed)
-            if scenario.what_if:
-                result = "what-if: " + ("would pass" if not failed else "would fail: " + "; ".join(failed))
-            elif failed:
+            if failed:
                 failures.append(f"{scenario.name}: " + "; ".join(failed))
             lost = "-" if measured.lost is None else f"{measured.lost} of {measured.total_served}"
             rows.append([
@@ -717,8 +702,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--only", help="comma-separated group letters to run, e.g. a,c,f")
     parser.add_argument("--memory-sessions", type=int, default=1000)
-    parser.add_argument("--no-what-if", dest="what_if", action="store_false",
-                        help="skip the what-if rows (the library with the handler<->session cycle broken)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the apps to CPU 0 and everything else to the other CPUs")
     parser.add_argument("--output", default=os.path.join(BENCH, "results.md"),
@@ -744,8 +727,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if options.only:
         wanted = {letter.strip() for letter in options.only.split(",")}
         groups = [group for group in GROUPS if group.title[1] in wanted]
-    if not options.what_if:
-        groups = [Group(g.title, [s for s in g.scenarios if not s.what_if], g.connections, g.delay_ms) for g in groups]
     with tempfile.TemporaryDirectory(prefix="redis-session-bench-") as workdir:
         try:
             if options.redis:

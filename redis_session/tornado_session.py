@@ -110,13 +110,25 @@ def sessions_for(application: tornado.web.Application) -> _ApplicationSessions:
 
 
 class _TornadoCookie:
-    """Sets and expires the session cookie on one handler's response."""
+    """Sets and expires the session cookie on one handler's response.
 
-    __slots__ = ("handler", "settings")
+    It holds the handler weakly: the handler holds the session, the session holds this sink, and
+    a strong reference back would make every request a reference cycle that only the cyclic
+    garbage collector frees (measured: about 15% of the throughput of a session-free page).
+    """
+
+    __slots__ = ("_handler", "settings")
 
     def __init__(self, handler: tornado.web.RequestHandler, settings: SessionSettings) -> None:
-        self.handler = handler
+        self._handler = weakref.ref(handler)
         self.settings = settings
+
+    @property
+    def handler(self) -> tornado.web.RequestHandler:
+        handler = self._handler()
+        if handler is None:
+            raise RuntimeError("the request this session belonged to has finished; its cookie can no longer be set")
+        return handler
 
     def _attributes(self) -> Dict[str, Any]:
         settings = self.settings
@@ -278,8 +290,9 @@ def cookie_count(header: str, name: str) -> int:
 
 
 def sent_more_than_once(header: str, name: str) -> bool:
-    # The cheap substring test keeps the common case (one cookie) free of any parsing.
-    return header.count(name) > 1 and cookie_count(header, name) > 1
+    # The cheap substring test keeps the common case (one cookie) free of any parsing. It looks
+    # for "name=", not "name": a signed value itself carries the cookie name ("10:session-id|").
+    return header.count(name + "=") > 1 and cookie_count(header, name) > 1
 
 
 class SessionHandler(SessionMixin, tornado.web.RequestHandler):
