@@ -425,7 +425,7 @@ SCENARIOS = (
 
 
 def main(argv: Optional[list] = None) -> None:
-    parser = argparse.ArgumentParser(description="one benchmark app (see bench/README.md)")
+    parser = argparse.ArgumentParser(description="one benchmark app (driven by bench/run.py)")
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--session-redis", required=True, help="store URL (the baselines use it too)")

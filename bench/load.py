@@ -51,6 +51,7 @@ class Client(asyncio.Protocol):
         self.buffer = bytearray()
         self.started = 0.0
         self.request = generator.request_bytes(jar)
+        self.waiting = False  # a request is out and its response not complete yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -59,10 +60,13 @@ class Client(asyncio.Protocol):
     def send(self) -> None:
         assert self.transport is not None
         self.started = time.perf_counter()
+        self.waiting = True
         self.transport.write(self.request)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        if not self.generator.stopping:
+        # A server may close after a complete response (Connection: close, HTTP/1.0): the client
+        # reconnects and that is no error. Only a response cut short counts.
+        if self.waiting and not self.generator.stopping:
             self.generator.errors["read"] += 1
         if not self.closed.done():
             self.closed.set_result(None)
@@ -74,6 +78,7 @@ class Client(asyncio.Protocol):
             if response is None:
                 return
             status, set_cookies, close = response
+            self.waiting = False
             now = time.perf_counter()
             generator = self.generator
             if now <= generator.end:
@@ -101,9 +106,11 @@ class Client(asyncio.Protocol):
         if head_end < 0:
             return None
         head = bytes(self.buffer[:head_end]).decode("latin-1").split("\r\n")
-        status = int(head[0].split(" ", 2)[1])
+        version, status_text = head[0].split(" ", 2)[:2]
+        status = int(status_text)
         length = 0
-        chunked = close = False
+        chunked = False
+        close = version == "HTTP/1.0"  # HTTP/1.0 closes unless it says keep-alive
         set_cookies = []
         for line in head[1:]:
             name, _, value = line.partition(":")
@@ -115,8 +122,8 @@ class Client(asyncio.Protocol):
                 chunked = True
             elif name == "set-cookie":
                 set_cookies.append(value)
-            elif name == "connection" and value.lower() == "close":
-                close = True
+            elif name == "connection":
+                close = value.lower() != "keep-alive" if version == "HTTP/1.0" else value.lower() == "close"
         body_start = head_end + 4
         if chunked:
             position = body_start

@@ -8,7 +8,7 @@ app in a process of its own (bench/apps.py), the 2 ms latency proxy for scenario
 when installed, else bench/load.py. Scenarios are measured in groups, each candidate beside its
 baseline in the same run, in A B B A order (each for half of --duration) so drift hits both
 alike. It prints one table and writes it, with the machine and the command, to bench/results.md.
-See bench/README.md for what each row means.
+What each row means and the targets: README.rst, section "Performance".
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ class SessionAdmin:
 
     def _guard(self, action: Callable[[], T]) -> T:
         try:
+            self.store.follow_master_when_due()
             return action()
         except redis.exceptions.RedisError as error:
             if is_unavailable(error):
@@ -144,7 +145,7 @@ class SessionAdmin:
             client = self._client()
             key = session_key(self.settings.prefix, session_id)
             user = client.hget(key, "__rs:user") if client.type(key) == b"hash" else None
-            existed = bool(client.delete(key))
+            existed = bool(self.store.delete(key))
             if user:
                 client.zrem(user_index_key(self.settings.prefix, user.decode("utf-8", "replace")), session_id)
             return existed
@@ -187,7 +188,7 @@ class SessionAdmin:
                 continue
             key = session_key(self.settings.prefix, session_id)
             if client.hget(key, "__rs:user") == user_id.encode():
-                ended += int(client.delete(key))
+                ended += self.store.delete(key)
             client.zrem(index, member)
         return ended
 

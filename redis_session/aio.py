@@ -9,7 +9,9 @@ and sessions written by one are read by the other.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+import time
 import weakref
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
@@ -22,33 +24,85 @@ from redis.backoff import NoBackoff
 from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
 from .errors import ConfigurationError
 from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, fingerprint, merge_updates
+from .plain_reads import PLAIN_READ, plain_read_async
+from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
 from .scripts import SCRIPTS
 from .settings import SessionSettings
-from .store import Call, check_retry, describe_url, memory_server, raise_translated
+from .store import (
+    MASTER_CHECK_SECONDS,
+    Call,
+    check_retry,
+    describe_url,
+    memory_server,
+    raise_translated,
+    store_identity,
+)
 from .value import Value
 
 
 class AsyncStore:
     """An asyncio client with the session scripts registered once on it."""
 
-    def __init__(self, url: str, client: Any) -> None:
+    def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT) -> None:
         self.url = url
         self.name = describe_url(url)
         self.client = client
+        self.wait = wait
         self.scripts: Dict[str, Any] = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self._sentinel_pool = sentinel_pool(client)
+        self._next_master_check = 0.0 if self._sentinel_pool is not None else math.inf
 
     async def execute(self, call: Call) -> Any:
-        """Run one call; the same retry and outage rules as the blocking store."""
-        script = self.scripts[call.script]
+        """Run one call; the same retry, outage, WAIT and failover rules as the blocking store."""
+        if self._next_master_check <= time.monotonic():
+            await self.follow_master()
+        run = self._end_and_wait if self.wait.replicas and call.script in ENDING_SCRIPTS else self._run_script
         try:
-            return await script(keys=(call.key,), args=call.args)
+            return await run(call)
         except redis.exceptions.RedisError as error:
             check_retry(self.name, call, error)
         try:
-            return await script(keys=(call.key,), args=call.args)
+            return await run(call)
         except redis.exceptions.RedisError as error:
             raise_translated(self.name, error)
             raise
+
+    async def _run_script(self, call: Call) -> Any:
+        if call.script == PLAIN_READ:
+            return await plain_read_async(self.client, call.key, call.args)
+        return await self.scripts[call.script](keys=(call.key,), args=call.args)
+
+    async def _end_and_wait(self, call: Call) -> Any:
+        """The script, then WAIT, on one connection in one round trip (see Store._end_and_wait)."""
+        pipeline = self.client.pipeline(transaction=False)
+        pipeline.execute_command("EVAL", SCRIPTS[call.script], 1, call.key, *call.args)  # as the blocking store
+        pipeline.execute_command(*self.wait.command(), **wait_target(self.client, call.key))
+        reply, acknowledged = await pipeline.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        self.wait.check(self.name, acknowledged)
+        return reply
+
+    async def follow_master(self) -> None:
+        """Behind sentinels, move the pool to a new master (see Store.follow_master).
+
+        Unlike the blocking pool, the asyncio pool takes back a busy connection without checking
+        where it points, so the ones still talking to the old master are marked to reconnect.
+        """
+        self._next_master_check = time.monotonic() + MASTER_CHECK_SECONDS
+        pool = self._sentinel_pool
+        if pool is None:
+            return
+        try:
+            address = await pool.get_master_address()
+        except redis.exceptions.RedisError:
+            return  # no sentinel answered: the command itself says whether the master still does
+        # redis-py keeps no public list of busy connections; without one (or without the marker,
+        # in older versions) they move over the next time they are opened again
+        for connection in list(getattr(pool, "_in_use_connections", ())):
+            mark_for_reconnect = getattr(connection, "mark_for_reconnect", None)
+            if mark_for_reconnect is not None and (connection.host, connection.port) != tuple(address):
+                mark_for_reconnect()
 
 
 def make_async_client(settings: SessionSettings) -> Any:
@@ -97,19 +151,19 @@ class AsyncStoreRegistry:
     the loop that opened it, so a pool cannot be shared between loops."""
 
     def __init__(self) -> None:
-        self._stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Tuple[str, float], AsyncStore]] = (
+        self._stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Tuple[str, float, WaitPolicy], AsyncStore]] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
 
     def store_for(self, settings: SessionSettings) -> AsyncStore:
         loop = asyncio.get_running_loop()
-        key = (settings.redis_url, settings.redis_timeout)
+        key = store_identity(settings)
         with self._lock:
             per_loop = self._stores.setdefault(loop, {})
             store = per_loop.get(key)
             if store is None:
-                store = per_loop[key] = AsyncStore(settings.redis_url, make_async_client(settings))
+                store = per_loop[key] = AsyncStore(settings.redis_url, make_async_client(settings), WaitPolicy.of(settings))
         return store
 
 

@@ -16,6 +16,7 @@ import time
 from typing import Any, Dict, Generator, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
 
 from .errors import RedisSessionError, SessionLimitError, SessionValueError
+from .plain_reads import PLAIN_READ
 from .scripts import RESERVED_PREFIX, USER_FIELD
 from .settings import SessionSettings
 from .store import Call, session_key, user_index_key
@@ -92,6 +93,13 @@ class SessionCore:
         settings = self.settings
         return Call(script, self._key, (settings.expire, settings.max_lifetime, mode) + args, idempotent)
 
+    def _read_call(self, what: str, *names: str) -> Call:
+        """A read: a plain pipeline unless an absolute lifetime makes the TTL need a script."""
+        settings = self.settings
+        if settings.max_lifetime:
+            return Call("read", self._key, (settings.expire, settings.max_lifetime, "old", what) + names, True)
+        return Call(PLAIN_READ, self._key, (settings.expire, what) + names, True)
+
     def _mint(self) -> None:
         self.session_id = new_session_id()
         self._key = session_key(self.settings.prefix, self.session_id)
@@ -140,7 +148,7 @@ class SessionCore:
             check_name(name)
         if self.session_id is None or not names:
             return [Value(None) for _ in names]
-        reply = yield self._call("read", "old", "fields", *names)
+        reply = yield self._read_call("fields", *names)
         if reply[0] != OK:
             self._forget(reply[0])
             return [Value(None) for _ in names]
@@ -150,23 +158,22 @@ class SessionCore:
         """``{name: Value}`` of every user field, in one round trip."""
         if self.session_id is None:
             return {}
-        reply = yield self._call("read", "old", "all")
+        reply = yield self._read_call("all")
         if reply[0] != OK:
             self._forget(reply[0])
             return {}
-        flat = reply[1]
         fields: Dict[str, Value] = {}
-        for index in range(0, len(flat), 2):
-            name = flat[index].decode("utf-8", "surrogateescape")
+        for raw_name, raw in _items(reply[1]):
+            name = raw_name.decode("utf-8", "surrogateescape")
             if not name.startswith(RESERVED_PREFIX):
-                fields[name] = Value(flat[index + 1])
+                fields[name] = Value(raw)
         return fields
 
     def names(self) -> Operation[List[str]]:
         """Names of every user field."""
         if self.session_id is None:
             return []
-        reply = yield self._call("read", "old", "names")
+        reply = yield self._read_call("names")
         if reply[0] != OK:
             self._forget(reply[0])
             return []
@@ -267,9 +274,9 @@ class SessionCore:
         pairs: List[bytes] = []
         old_id = self.session_id
         if old_id is not None:
-            reply = yield self._call("read", "old", "all")
+            reply = yield self._read_call("all")
             if reply[0] == OK:
-                pairs = list(reply[1])
+                pairs = [part for item in _items(reply[1]) for part in item]
             else:
                 self._forget(reply[0])
                 old_id = None
@@ -322,7 +329,7 @@ class SessionCore:
         """The user this session is bound to, or ``None``."""
         if self.session_id is None:
             return None
-        reply = yield self._call("read", "old", "fields", USER_FIELD)
+        reply = yield self._read_call("fields", USER_FIELD)
         if reply[0] != OK:
             self._forget(reply[0])
             return None
@@ -376,6 +383,13 @@ class SessionCore:
 def _now() -> float:
     # sub-second precision: "oldest session" must be well ordered for sessions bound in one second
     return time.time()
+
+
+def _items(data: Any) -> Iterable[Tuple[bytes, bytes]]:
+    """The (name, value) pairs of a whole hash: a dict from a pipeline, a flat list from a script."""
+    if isinstance(data, dict):
+        return data.items()
+    return zip(data[0::2], data[1::2])
 
 
 def _field(pairs: List[bytes], name: str) -> Optional[bytes]:

@@ -16,7 +16,13 @@ CREATED_FIELD = RESERVED_PREFIX + "created"
 USER_FIELD = RESERVED_PREFIX + "user"
 
 # ARGV[1] idle seconds, ARGV[2] absolute lifetime seconds (0: none), ARGV[3] 'new' or 'old'.
-# open() returns the TTL to apply (> 0) or a status (<= 0): 0 gone, -1 id taken, -4 corrupt.
+# open() refreshes the TTL and returns the number of fields in the hash (> 0), or a status
+# (<= 0): 0 gone, -1 id taken, -4 corrupt (the key is not a hash).
+#
+# Every redis.call() inside a script costs the server several times what the same command costs
+# outside one, so the common path (no absolute lifetime, an existing session) is two calls:
+# HLEN (which tells missing, not-a-hash and the field count the limits need, all at once) and
+# EXPIRE. Only with an absolute lifetime does a script read the clock and the creation time.
 PRELUDE = """
 local key = KEYS[1]
 local idle = tonumber(ARGV[1])
@@ -29,13 +35,14 @@ local function ttl_for_existing()
   if lifetime <= 0 then return idle end
   local now = tonumber(redis.call('TIME')[1])
   local created = tonumber(redis.call('HGET', key, CREATED))
-  if not created then
-    -- sessions written by redis-session 0.2.1 (or damaged) carry no creation time:
-    -- the deadline starts now rather than never
+  if created == nil or created ~= created or created > now then
+    -- sessions written by redis-session 0.2.1 carry no creation time, and a damaged one
+    -- (not a number, or in the future) is no creation time either: the deadline starts now
+    -- rather than never
     created = now
     redis.call('HSET', key, CREATED, now)
   end
-  local left = created + lifetime - now
+  local left = math.floor(created + lifetime - now)
   if left <= 0 then
     redis.call('DEL', key)
     return 0
@@ -45,35 +52,37 @@ local function ttl_for_existing()
 end
 
 local function open()
-  local kind = redis.call('TYPE', key)['ok']
   if ARGV[3] == 'new' then
-    if kind ~= 'none' then return -1 end
+    if redis.call('EXISTS', key) == 1 then return -1 end
     redis.call('HSET', key, CREATED, redis.call('TIME')[1])
-    if lifetime > 0 and lifetime < idle then return lifetime end
-    return idle
+    local ttl = idle
+    if lifetime > 0 and lifetime < idle then ttl = lifetime end
+    redis.call('EXPIRE', key, ttl)
+    return 1
   end
-  if kind == 'none' then return 0 end
-  if kind ~= 'hash' then return -4 end
-  return ttl_for_existing()
+  local length = redis.pcall('HLEN', key)
+  if type(length) ~= 'number' then return -4 end
+  if length == 0 then return 0 end
+  local ttl = ttl_for_existing()
+  if ttl <= 0 then return 0 end
+  redis.call('EXPIRE', key, ttl)
+  return length
 end
 
--- true when the session would hold more than max_fields user fields
-local function too_many(max_fields, adding, removing_all)
-  if removing_all then return adding > max_fields end
-  if redis.call('HLEN', key) + adding <= max_fields then return false end
+local function user_field_count()
   local count = 0
   for _, name in ipairs(redis.call('HKEYS', key)) do
     if string.sub(name, 1, 5) ~= '__rs:' then count = count + 1 end
   end
-  return count + adding > max_fields
+  return count
 end
 """
 
-# ARGV[4] 'fields' (then field names), 'all' or 'names'.
+# ARGV[4] 'fields' (then field names), 'all' or 'names'. Used only with an absolute lifetime:
+# without one, a read is a plain EXPIRE + HMGET/HGETALL/HKEYS pipeline (see pipelined.py).
 READ = PRELUDE + """
-local ttl = open()
-if ttl <= 0 then return {ttl} end
-redis.call('EXPIRE', key, ttl)
+local length = open()
+if length <= 0 then return {length} end
 local what = ARGV[4]
 if what == 'fields' then return {1, redis.call('HMGET', key, unpack(ARGV, 5))} end
 if what == 'all' then return {1, redis.call('HGETALL', key)} end
@@ -81,48 +90,57 @@ return {1, redis.call('HKEYS', key)}
 """
 
 # ARGV[4] max fields, ARGV[5] '1' to clear user fields first, ARGV[6] number of pairs to set,
-# then the pairs, then the names to delete.
+# then the pairs, then the names to delete. The limit applies to the session as it would be
+# after the whole write, so swapping one field for another at the limit is allowed.
 WRITE = PRELUDE + """
-local ttl = open()
-if ttl <= 0 then return {ttl} end
+local length = open()
+if length <= 0 then return {length} end
 local max_fields = tonumber(ARGV[4])
 local clearing = ARGV[5] == '1'
 local pairs_end = 6 + 2 * tonumber(ARGV[6])
-if pairs_end > 6 then
-  local adding = 0
-  for i = 7, pairs_end, 2 do
-    if clearing or redis.call('HEXISTS', key, ARGV[i]) == 0 then adding = adding + 1 end
+local setting = (pairs_end - 6) / 2
+-- HLEN counts the library's own fields too, so passing this test proves the limit holds
+if pairs_end > 6 and (clearing and setting > max_fields or not clearing and length + setting > max_fields) then
+  local after = setting
+  if not clearing then
+    local changing = {}
+    for i = 7, pairs_end, 2 do changing[ARGV[i]] = true end
+    for i = pairs_end + 1, #ARGV do changing[ARGV[i]] = true end
+    after = after + user_field_count()
+    for name, _ in pairs(changing) do
+      if redis.call('HEXISTS', key, name) == 1 then after = after - 1 end
+    end
   end
-  if too_many(max_fields, adding, clearing) then
-    redis.call('EXPIRE', key, ttl)
-    return {-2}
-  end
+  if after > max_fields then return {-2} end
 end
 if clearing then
   for _, name in ipairs(redis.call('HKEYS', key)) do
     if string.sub(name, 1, 5) ~= '__rs:' then redis.call('HDEL', key, name) end
   end
 end
-for i = pairs_end + 1, #ARGV do redis.call('HDEL', key, ARGV[i]) end
+if #ARGV > pairs_end then redis.call('HDEL', key, unpack(ARGV, pairs_end + 1)) end
 if pairs_end > 6 then redis.call('HSET', key, unpack(ARGV, 7, pairs_end)) end
-redis.call('EXPIRE', key, ttl)
 return {1}
 """
 
 # ARGV[4] max fields, ARGV[5] field, ARGV[6] amount, ARGV[7] 'int' or 'float'.
+# The new value is returned as text: a Lua number is a double, which would round a 64-bit
+# counter beyond 2^53.
 INCR = PRELUDE + """
-local ttl = open()
-if ttl <= 0 then return {ttl} end
+local length = open()
+if length <= 0 then return {length} end
 local field = ARGV[5]
-if redis.call('HEXISTS', key, field) == 0 and too_many(tonumber(ARGV[4]), 1, false) then
-  redis.call('EXPIRE', key, ttl)
+local max_fields = tonumber(ARGV[4])
+if length >= max_fields and redis.call('HEXISTS', key, field) == 0 and user_field_count() >= max_fields then
   return {-2}
 end
 local command = 'HINCRBY'
 if ARGV[7] == 'float' then command = 'HINCRBYFLOAT' end
 local result = redis.pcall(command, key, field, ARGV[6])
-redis.call('EXPIRE', key, ttl)
 if type(result) == 'table' and result['err'] then return {-3, result['err']} end
+if type(result) == 'number' and (result >= 9007199254740992 or result <= -9007199254740992) then
+  result = redis.call('HGET', key, field)
+end
 return {1, result}
 """
 
@@ -152,28 +170,23 @@ return {redis.call('DEL', key), user}
 # session hash (one key, one slot), hidden from load() and iteration.
 # ARGV[4] max pending messages, ARGV[5] category, ARGV[6] message.
 FLASH = PRELUDE + """
-local ttl = open()
-if ttl <= 0 then return {ttl} end
+local length = open()
+if length <= 0 then return {length} end
 local pending = 0
 for _, name in ipairs(redis.call('HKEYS', key)) do
   if string.sub(name, 1, 11) == '__rs:flash:' then pending = pending + 1 end
 end
-if pending >= tonumber(ARGV[4]) then
-  redis.call('EXPIRE', key, ttl)
-  return {-2}
-end
+if pending >= tonumber(ARGV[4]) then return {-2} end
 local sequence = redis.call('HINCRBY', key, '__rs:flashseq', 1)
 redis.call('HSET', key, string.format('__rs:flash:%012d', sequence), ARGV[5] .. '\\0' .. ARGV[6])
-redis.call('EXPIRE', key, ttl)
 return {1}
 """
 
 # Pop the pending messages (all, or those of the categories in ARGV[4..]) oldest first, in one
 # atomic step, so two concurrent requests never both show the same message.
 FLASHES = PRELUDE + """
-local ttl = open()
-if ttl <= 0 then return {ttl} end
-redis.call('EXPIRE', key, ttl)
+local length = open()
+if length <= 0 then return {length} end
 local wanted = nil
 if #ARGV >= 4 then
   wanted = {}
@@ -189,13 +202,18 @@ local remaining = 0
 for _, name in ipairs(names) do
   local entry = redis.call('HGET', key, name)
   local split = string.find(entry, '\\0', 1, true)
-  local category = string.sub(entry, 1, split - 1)
-  if wanted == nil or wanted[category] then
-    table.insert(popped, category)
-    table.insert(popped, string.sub(entry, split + 1))
+  if split == nil then
+    -- not written by flash(): a damaged entry is dropped, never shown, never an error
     redis.call('HDEL', key, name)
   else
-    remaining = remaining + 1
+    local category = string.sub(entry, 1, split - 1)
+    if wanted == nil or wanted[category] then
+      table.insert(popped, category)
+      table.insert(popped, string.sub(entry, split + 1))
+      redis.call('HDEL', key, name)
+    else
+      remaining = remaining + 1
+    end
   end
 end
 if remaining == 0 then redis.call('HDEL', key, '__rs:flashseq') end

@@ -11,6 +11,7 @@ Settings are resolved once per application into a frozen object; nothing here is
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Tuple
@@ -22,9 +23,10 @@ SUPPORTED_SCHEMES = (
     "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel",
 )
 SAMESITE_VALUES = {"lax": "Lax", "strict": "Strict", "none": "None", "": ""}
+# Both are used with fullmatch(): a "$" anchor would also accept a trailing newline ("sid\n").
 # RFC 6265 cookie-name token: visible ASCII except separators.
-COOKIE_NAME_PATTERN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-PREFIX_PATTERN = re.compile(r"^[^\s{}]+$")
+COOKIE_NAME_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+PREFIX_PATTERN = re.compile(r"[^\s{}]+")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,12 @@ SETTINGS: Tuple[Setting, ...] = (
             "most sessions one user (bind_user) may hold; the oldest is ended past it (0: no limit)"),
     Setting("max-cookie-length", "max_cookie_length", int, 512,
             "longest session cookie accepted; longer ones are ignored before any signature check"),
+    Setting("redis-wait-replicas", "redis_wait_replicas", int, 0,
+            "replicas that must confirm a logout, regenerate or admin delete (Redis WAIT) before it "
+            "returns, so a failover cannot bring the session back (0: do not wait)"),
+    Setting("redis-wait-timeout", "redis_wait_timeout", float, 1.0,
+            "seconds WAIT may block for those replicas (shorter than redis-timeout); past it a warning "
+            "is logged and the logout still succeeds"),
 )
 
 SETTINGS_BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -94,6 +102,8 @@ class SessionSettings:
     max_fields: int = 1000
     max_per_user: int = 0
     max_cookie_length: int = 512
+    redis_wait_replicas: int = 0
+    redis_wait_timeout: float = 1.0
 
     @classmethod
     def from_mapping(
@@ -125,10 +135,10 @@ class SessionSettings:
                 resolved[setting.attribute] = coerce(raw_value, setting.type)
             except ValueError as error:
                 problems.append(f"{describe(name)}: {error}")
-        if problems:
-            raise ConfigurationError(problems)
+        # An unknown or unreadable value keeps its default here, so the range checks still run on
+        # everything else: one typo must not hide the other problems until the next restart.
         settings = cls(**resolved)
-        problems = settings.problems(describe)
+        problems.extend(settings.problems(describe))
         if problems:
             raise ConfigurationError(problems)
         return settings
@@ -142,13 +152,13 @@ class SessionSettings:
                 f"{describe('redis')}: {self.redis_url!r} is not a store URL; use one of "
                 + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
             )
-        if not PREFIX_PATTERN.match(self.prefix):
+        if not PREFIX_PATTERN.fullmatch(self.prefix):
             found.append(f"{describe('redis-prefix')}: {self.prefix!r} must be non-empty, without spaces or braces")
         if self.expire <= 0:
             found.append(f"{describe('expire')}: must be a positive number of seconds, got {self.expire}")
         if self.max_lifetime < 0:
             found.append(f"{describe('max-lifetime')}: must be 0 (off) or a positive number of seconds, got {self.max_lifetime}")
-        if not COOKIE_NAME_PATTERN.match(self.cookie_name):
+        if not COOKIE_NAME_PATTERN.fullmatch(self.cookie_name):
             found.append(f"{describe('cookie-id')}: {self.cookie_name!r} is not a valid cookie name")
         if any(ch in self.cookie_domain for ch in " ;,\t\r\n"):
             found.append(f"{describe('cookie-domain')}: {self.cookie_domain!r} is not a valid cookie domain")
@@ -164,8 +174,8 @@ class SessionSettings:
             )
         if self.cookie_max_age < 0:
             found.append(f"{describe('cookie-max-age')}: must be 0 (browser session) or positive seconds, got {self.cookie_max_age}")
-        if not self.redis_timeout > 0:
-            found.append(f"{describe('redis-timeout')}: must be a positive number of seconds, got {self.redis_timeout}")
+        if not 0 < self.redis_timeout < math.inf:  # also refuses nan
+            found.append(f"{describe('redis-timeout')}: must be a positive, finite number of seconds, got {self.redis_timeout}")
         if self.max_value_bytes <= 0:
             found.append(f"{describe('max-value-bytes')}: must be positive, got {self.max_value_bytes}")
         if self.max_fields <= 0:
@@ -174,6 +184,24 @@ class SessionSettings:
             found.append(f"{describe('max-per-user')}: must be 0 (no limit) or positive, got {self.max_per_user}")
         if self.max_cookie_length < 64:
             found.append(f"{describe('max-cookie-length')}: must be at least 64 (a signed id needs that), got {self.max_cookie_length}")
+        found.extend(self._wait_problems(scheme, describe))
+        return found
+
+    def _wait_problems(self, scheme: str, describe: Callable[[str], str]) -> List[str]:
+        """WAIT must be able to finish before the socket timeout, and needs replicas to ask."""
+        found: List[str] = []
+        replicas = self.redis_wait_replicas
+        if replicas < 0:
+            found.append(f"{describe('redis-wait-replicas')}: must be 0 (do not wait) or a number of replicas, got {replicas}")
+        if not self.redis_wait_timeout > 0:
+            found.append(f"{describe('redis-wait-timeout')}: must be a positive number of seconds, got {self.redis_wait_timeout}")
+        elif replicas > 0 and self.redis_wait_timeout >= self.redis_timeout:
+            found.append(
+                f"{describe('redis-wait-timeout')}: {self.redis_wait_timeout} s must be shorter than "
+                f"{describe('redis-timeout')} ({self.redis_timeout} s), or the reply to WAIT would time out first"
+            )
+        if replicas > 0 and scheme == "memory":
+            found.append(f"{describe('redis-wait-replicas')}: a memory:// store has no replicas to wait for; use 0")
         return found
 
     def __post_init__(self) -> None:

@@ -3,13 +3,16 @@ translated into :class:`~redis_session.errors.SessionUnavailableError`.
 
 A store is a Redis client (with its connection pool) plus the session scripts registered on it.
 Building a client per request would open a connection per request and re-upload scripts, so
-:class:`StoreRegistry` keeps one client per (URL, timeout) for the life of the process; settings
-themselves are never cached here.
+:class:`StoreRegistry` keeps one client per (URL, timeout, WAIT policy) for the life of the
+process; settings themselves are never cached here. Behind sentinels a store also follows
+failovers (:meth:`Store.follow_master`).
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from typing import Any, Callable, Dict, NamedTuple, Tuple
 from urllib.parse import urlsplit
 
@@ -19,6 +22,8 @@ from redis.retry import Retry
 
 from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
 from .errors import ConfigurationError, SessionUnavailableError
+from .plain_reads import PLAIN_READ, plain_read
+from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
 from .scripts import SCRIPTS
 from .settings import SessionSettings
 
@@ -35,6 +40,8 @@ UNAVAILABLE_ERRORS: Tuple[type, ...] = (
     redis.exceptions.ClusterError,  # e.g. "TTL exhausted" while a cluster reshapes itself
 )
 _ORIGINAL_UNAVAILABLE_MESSAGES = ("MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "NOREPLICAS")
+#: How often a sentinel store asks the sentinels who the master is (see Store.follow_master).
+MASTER_CHECK_SECONDS = 1.0
 
 
 class Call(NamedTuple):
@@ -67,34 +74,102 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 def describe_url(url: str) -> str:
-    """The store URL without any password, for messages and logs."""
+    """The store URL without any password, for messages and logs.
+
+    Split by hand rather than through ``urlsplit(url).port``: cluster and sentinel URLs name
+    several ``host:port`` pairs, which ``urlsplit`` refuses as a port.
+    """
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    hosts = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{hosts}{parts.path}"
 
 
 class Store:
     """A client with the session scripts registered once on it."""
 
-    def __init__(self, url: str, client: Any) -> None:
+    def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT) -> None:
         self.url = url
         self.name = describe_url(url)
         self.client = client
+        self.wait = wait
         self.scripts: Dict[str, Any] = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self._sentinel_pool = sentinel_pool(client)
+        # math.inf: stores that are not behind sentinels never check (one float compare per call)
+        self._next_master_check = 0.0 if self._sentinel_pool is not None else math.inf
 
     def execute(self, call: Call) -> Any:
         """Run one call; store faults become :class:`SessionUnavailableError`."""
-        script = self.scripts[call.script]
+        if self._next_master_check <= time.monotonic():
+            self.follow_master()
+        run = self._end_and_wait if self.wait.replicas and call.script in ENDING_SCRIPTS else self._run_script
         try:
-            return script(keys=(call.key,), args=call.args)
+            return run(call)
         except redis.exceptions.RedisError as error:
             check_retry(self.name, call, error)
         try:
-            return script(keys=(call.key,), args=call.args)
+            return run(call)
         except redis.exceptions.RedisError as error:
             raise_translated(self.name, error)
             raise
+
+    def _run_script(self, call: Call) -> Any:
+        if call.script == PLAIN_READ:
+            return plain_read(self.client, call.key, call.args)
+        return self.scripts[call.script](keys=(call.key,), args=call.args)
+
+    def _end_and_wait(self, call: Call) -> Any:
+        """The script, then WAIT, on one connection in one round trip (a plain pipeline)."""
+        pipeline = self.client.pipeline(transaction=False)
+        # EVAL by hand: a cluster pipeline refuses .eval(), and a script registered on a pipeline
+        # costs a SCRIPT EXISTS round trip first. Sessions end rarely; the source is small.
+        pipeline.execute_command("EVAL", SCRIPTS[call.script], 1, call.key, *call.args)
+        pipeline.execute_command(*self.wait.command(), **wait_target(self.client, call.key))
+        reply, acknowledged = pipeline.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        self.wait.check(self.name, acknowledged)
+        return reply
+
+    def delete(self, key: str) -> int:
+        """``DEL key`` (followed by WAIT under redis-wait-replicas), for code outside the scripts."""
+        self.follow_master_when_due()
+        if not self.wait.replicas:
+            return int(self.client.delete(key))
+        pipeline = self.client.pipeline(transaction=False)
+        pipeline.delete(key)
+        pipeline.execute_command(*self.wait.command(), **wait_target(self.client, key))
+        deleted, acknowledged = pipeline.execute(raise_on_error=False)
+        if isinstance(deleted, Exception):
+            raise deleted
+        self.wait.check(self.name, acknowledged)
+        return int(deleted)
+
+    def follow_master_when_due(self) -> None:
+        """:meth:`follow_master` if the last check is MASTER_CHECK_SECONDS old (for direct client use)."""
+        if self._next_master_check <= time.monotonic():
+            self.follow_master()
+
+    def follow_master(self) -> None:
+        """Behind sentinels, move the pool to the current master if a failover named a new one.
+
+        redis-py asks the sentinels only when it opens a connection, so pooled connections would
+        keep writing to the old master (which accepts writes until the sentinels demote it, then
+        drops them when it resyncs). Asking at most every MASTER_CHECK_SECONDS bounds that window
+        at the cost of one sentinel round trip per second. When the address changed, redis-py's
+        ``get_master_address`` closes the idle connections and the pool closes the busy ones when
+        they come back, so every later command opens a connection to the new master. READONLY and
+        dropped connections need nothing here: redis-py closes such a connection, and reopening
+        it asks the sentinels.
+        """
+        self._next_master_check = time.monotonic() + MASTER_CHECK_SECONDS
+        if self._sentinel_pool is None:
+            return
+        try:
+            self._sentinel_pool.get_master_address()
+        except redis.exceptions.RedisError:
+            # No sentinel answered: keep the pool as it is; the command itself says whether the
+            # master still answers.
+            pass
 
 
 def check_retry(store_name: str, call: Call, error: redis.exceptions.RedisError) -> None:
@@ -119,7 +194,7 @@ def raise_translated(store_name: str, error: redis.exceptions.RedisError) -> Non
 
 def connect(settings: SessionSettings) -> Store:
     """A new store for ``settings.redis_url``. Most code wants :meth:`StoreRegistry.store_for`."""
-    return Store(settings.redis_url, make_client(settings))
+    return Store(settings.redis_url, make_client(settings), WaitPolicy.of(settings))
 
 
 def make_client(settings: SessionSettings) -> Any:
@@ -194,16 +269,21 @@ def memory_server(url: str) -> Any:
     return server
 
 
+def store_identity(settings: SessionSettings) -> Tuple[str, float, WaitPolicy]:
+    """What tells stores apart: the URL, the timeout (it lives on the client) and the WAIT policy."""
+    return (settings.redis_url, settings.redis_timeout, WaitPolicy.of(settings))
+
+
 class StoreRegistry:
-    """One store (client and connection pool) per URL and timeout, created on first use."""
+    """One store (client and connection pool) per URL, timeout and WAIT policy, created on first use."""
 
     def __init__(self, factory: Callable[[SessionSettings], Store] = connect) -> None:
         self._factory = factory
-        self._stores: Dict[Tuple[str, float], Store] = {}
+        self._stores: Dict[Tuple[str, float, WaitPolicy], Store] = {}
         self._lock = threading.Lock()
 
     def store_for(self, settings: SessionSettings) -> Store:
-        key = (settings.redis_url, settings.redis_timeout)
+        key = store_identity(settings)
         store = self._stores.get(key)
         if store is None:
             with self._lock:

@@ -58,13 +58,7 @@ def resolve_settings(application_settings: Mapping[str, Any], parser: OptionPars
 
     :raises ConfigurationError: listing every invalid value, or naming a missing ``cookie_secret``.
     """
-    problems = []
-    if not application_settings.get("cookie_secret"):
-        problems.append(
-            "the Application has no 'cookie_secret' setting; the session-id cookie is signed with it, "
-            "so pass cookie_secret=... (a long random string, or a dict of them with key_version) "
-            "to tornado.web.Application"
-        )
+    problems = _cookie_secret_problems(application_settings)
     values = flag_values(parser)
     overrides = application_settings.get("redis_session") or {}
     if not isinstance(overrides, Mapping):
@@ -84,6 +78,35 @@ def resolve_settings(application_settings: Mapping[str, Any], parser: OptionPars
     if problems:
         raise ConfigurationError(problems)
     return settings
+
+
+def _cookie_secret_problems(application_settings: Mapping[str, Any]) -> List[str]:
+    """Why Tornado could not sign the session cookie with this Application's settings.
+
+    Checked here, before the first session write: Tornado only finds a bad secret when it signs
+    the cookie, after the session key already exists in Redis.
+    """
+    secret = application_settings.get("cookie_secret")
+    if not secret:
+        return [
+            "the Application has no 'cookie_secret' setting; the session-id cookie is signed with it, "
+            "so pass cookie_secret=... (a long random string, or a dict of them with key_version) "
+            "to tornado.web.Application"
+        ]
+    if not isinstance(secret, dict):  # Tornado treats only a dict as a set of rotating keys
+        return []
+    key_version = application_settings.get("key_version")
+    if key_version is None:
+        return [
+            "the Application's 'cookie_secret' is a dict of keys but it has no 'key_version' setting; "
+            f"pass key_version=... naming the key new cookies are signed with (one of {sorted(secret, key=repr)})"
+        ]
+    if key_version not in secret:
+        return [
+            f"the Application's 'key_version' {key_version!r} is not a key of its 'cookie_secret' dict "
+            f"(keys: {sorted(secret, key=repr)}); new cookies could not be signed"
+        ]
+    return []
 
 
 class _ApplicationSessions:
@@ -117,11 +140,13 @@ class _TornadoCookie:
     garbage collector frees (measured: about 15% of the throughput of a session-free page).
     """
 
-    __slots__ = ("_handler", "settings")
+    __slots__ = ("_handler", "settings", "sent")
 
     def __init__(self, handler: tornado.web.RequestHandler, settings: SessionSettings) -> None:
         self._handler = weakref.ref(handler)
         self.settings = settings
+        #: True once this response sets or expires the session cookie (it must then stay private).
+        self.sent = False
 
     @property
     def handler(self) -> tornado.web.RequestHandler:
@@ -148,13 +173,23 @@ class _TornadoCookie:
         self.handler.set_signed_cookie(
             self.settings.cookie_name, session_id, expires_days=None, max_age=max_age, **self._attributes()
         )
+        self.sent = True
         # A response that sets a session cookie must never be stored by a shared cache.
         self.handler.set_header("Cache-Control", "private, no-store")
 
     def expire(self) -> None:
+        handler = self.handler
+        name = self.settings.cookie_name
         past = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-        self.handler.set_cookie(self.settings.cookie_name, "", expires=past, max_age=0, **self._attributes())
-        self.handler.set_header("Cache-Control", "private, no-store")
+        handler.set_cookie(name, "", expires=past, **self._attributes())
+        # set_cookie() drops a zero max_age (it tests "if max_age"), so add Max-Age=0 to the
+        # morsel it just stored: browsers that honour Max-Age over Expires drop the cookie at once,
+        # as with Flask's delete_cookie(). Without that attribute, Expires in 1970 still deletes it.
+        morsel = getattr(handler, "_new_cookie", {}).get(name)
+        if morsel is not None:
+            morsel["max-age"] = "0"
+        self.sent = True
+        handler.set_header("Cache-Control", "private, no-store")
 
 
 if TYPE_CHECKING:  # pragma: no cover - lets mypy see the RequestHandler API the mixin relies on
@@ -166,11 +201,29 @@ else:
 class _SessionGlue(_MixinBase):
     """What the sync and async mixins share: reading the cookie, 503s, settings and admin."""
 
+    _session_cookie: Optional[_TornadoCookie] = None
+
     def _session_arguments(self) -> Tuple[SessionSettings, Optional[str], _TornadoCookie]:
         settings = sessions_for(self.application).settings
         # Responses now depend on the session cookie: caches must key on it.
         self.add_header("Vary", "Cookie")
-        return settings, self._session_id_from_cookie(settings), _TornadoCookie(self, settings)
+        cookie = self._session_cookie = _TornadoCookie(self, settings)
+        return settings, self._session_id_from_cookie(settings), cookie
+
+    def clear(self) -> None:
+        """Reset the response as Tornado does, but keep it private if the session was used.
+
+        ``send_error()`` calls this: Tornado drops every header yet keeps pending cookies, so an
+        error page after a session write would carry the new session cookie without
+        ``Cache-Control: private``, and a shared cache could hand that cookie to other visitors.
+        """
+        super().clear()
+        cookie = self._session_cookie
+        if cookie is None:  # also the case for the clear() call in RequestHandler.__init__
+            return
+        self.add_header("Vary", "Cookie")
+        if cookie.sent:
+            self.set_header("Cache-Control", "private, no-store")
 
     def _session_id_from_cookie(self, settings: SessionSettings) -> Optional[str]:
         """The id in a valid signed cookie, or ``None`` for a missing, oversized, unsigned,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import sys
 from typing import Any, Optional
 
 TRUE_WORDS = frozenset({b"1", b"true", b"yes", b"on"})
@@ -100,7 +101,9 @@ class Value:
 def encode(name: str, value: Any) -> Optional[bytes]:
     """Turn a Python value into the bytes stored for field ``name``; ``None`` means delete.
 
-    :raises TypeError: for a type without a lossless encoding (the message names the field).
+    :raises TypeError: for a value without a lossless encoding (the message names the field):
+        an unsupported type, NaN or infinity (``.float`` could not tell them from a number and
+        ``incr()`` refuses them), or an int too long for Python to write as decimal text.
     """
     if value is None:
         return None
@@ -116,9 +119,21 @@ def encode(name: str, value: Any) -> Optional[bytes]:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, int):
-        return str(value).encode("ascii")
+        # int.__repr__, not str(): an int subclass (IntEnum before Python 3.11) may print its name.
+        try:
+            return int.__repr__(value).encode("ascii")
+        except ValueError:  # longer than sys.get_int_max_str_digits(); .int could not read it either
+            raise TypeError(
+                f"session field {name!r}: the int has more than {sys.get_int_max_str_digits()} digits, "
+                "past Python's int/str conversion limit; store it as bytes (int.to_bytes) instead"
+            ) from None
     if isinstance(value, float):
-        return repr(value).encode("ascii")
+        if not math.isfinite(value):
+            raise TypeError(
+                f"session field {name!r}: cannot store {value!r}; NaN and infinity do not read back as "
+                "numbers incr() can add to; store a finite float, or None to delete the field"
+            )
+        return float.__repr__(value).encode("ascii")
     if isinstance(value, (dict, list)):
         try:
             text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -5,19 +5,33 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
 
 import pytest
 import tornado.web
 
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
-from redis_session.store import StoreRegistry
+from redis_session.store import Store, StoreRegistry, connect
+from tests import redis_topologies
 from tests.integrations import INTEGRATIONS, IntegrationHarness
 from tests.redis_servers import RedisServer
 from tests.web import LiveServer
 
 COOKIE_SECRET = "test-secret-" + "x" * 32
+
+# The spawned topologies behind the ``store_url`` params "cluster" and "sentinel": one of each for
+# the whole run, started by the first test that needs it (see tests/redis_topologies.py).
+shared_redis_cluster = redis_topologies.shared_redis_cluster
+shared_sentinel_setup = redis_topologies.shared_sentinel_setup
+
+#: Which integrations the behaviour suite goes through on each spawned topology (see
+#: :func:`pytest_collection_modifyitems`). "direct" covers the blocking store, "tornado-async"
+#: the asyncio store; sync Tornado adds the web glue on top of the blocking store behind sentinels.
+TOPOLOGY_INTEGRATIONS: Dict[str, FrozenSet[str]] = {
+    "cluster": frozenset({"direct", "tornado-async"}),
+    "sentinel": frozenset({"direct", "tornado", "tornado-async"}),
+}
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +61,24 @@ def real_redis_url(request: pytest.FixtureRequest) -> str:
     return server.url
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=[
+    "memory",
+    "redis",
+    pytest.param("cluster", marks=pytest.mark.cluster),
+    pytest.param("sentinel", marks=pytest.mark.sentinel),
+])
 def store_url(request: pytest.FixtureRequest) -> str:
-    """The same test on the in-process store and on a real redis-server."""
+    """The same test on the in-process store, on a real redis-server and, for the behaviour suite
+    only, on a 3-master Redis Cluster and behind sentinels (``-m cluster`` / ``-m sentinel`` run
+    those alone; :func:`pytest_collection_modifyitems` says which tests keep them)."""
     if request.param == "memory":
         return f"memory://test-{uuid.uuid4().hex}"
+    if request.param == "cluster":
+        cluster: redis_topologies.RedisCluster = request.getfixturevalue("shared_redis_cluster")
+        return cluster.url()
+    if request.param == "sentinel":
+        setup: redis_topologies.SentinelSetup = request.getfixturevalue("shared_sentinel_setup")
+        return setup.url()
     return real_redis_url(request)
 
 
@@ -61,9 +88,30 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+def close_store(store: Store) -> None:
+    """Close the store's client and, behind sentinels, the clients it keeps on the sentinels."""
+    client = store.client
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    client.close()
+    for sentinel in getattr(manager, "sentinels", []):
+        sentinel.close()
+
+
 @pytest.fixture
-def registry() -> StoreRegistry:
-    return StoreRegistry()
+def registry() -> Iterator[StoreRegistry]:
+    """The test's own stores, built as the web glue builds them, closed when the test ends (a
+    sentinel or cluster client left to the garbage collector can drop a socket unclosed)."""
+    opened: List[Store] = []
+
+    def open_store(settings: SessionSettings) -> Store:
+        store = connect(settings)
+        opened.append(store)
+        return store
+
+    yield StoreRegistry(open_store)
+    for store in opened:
+        close_store(store)
 
 
 class RecordingCookie:
@@ -113,16 +161,33 @@ def make_session(
         harness.close()
 
 
+def deselected(item: pytest.Item) -> bool:
+    """Whether the combination of params ``item`` was generated with is left out of the run."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return False
+    through = callspec.params.get("integration")
+    if through not in (None, "direct") and item.get_closest_marker("direct_only"):
+        return True
+    on = callspec.params.get("store_url")
+    return on in TOPOLOGY_INTEGRATIONS and through not in TOPOLOGY_INTEGRATIONS[on]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    """Run ``direct_only`` tests for the direct integration only (deselect the others)."""
+    """Deselect the param combinations not worth their time:
+
+    * ``direct_only`` tests run for the direct integration only;
+    * the ``store_url`` params "cluster" and "sentinel" are kept only for the behaviour suite
+      (the tests that also take ``integration``: test_session.py, test_lifecycle.py), and there
+      only through the integrations :data:`TOPOLOGY_INTEGRATIONS` lists for the topology. The other
+      ``store_url`` tests (test_tornado.py, test_flask.py, test_adversarial.py, ...) check the web
+      glue, which does not depend on the topology, and some open plain ``redis://`` clients on
+      the URL; they run on "memory" and "redis" only. Faults on the topologies (failovers, slot
+      migrations) are test_scaling.py's, on topologies of its own.
+    """
     kept, dropped = [], []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        through = callspec.params.get("integration") if callspec is not None else None
-        if through not in (None, "direct") and item.get_closest_marker("direct_only"):
-            dropped.append(item)
-        else:
-            kept.append(item)
+        (dropped if deselected(item) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

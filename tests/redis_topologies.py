@@ -581,3 +581,28 @@ def sentinel_setup_to_kill() -> Iterator[SentinelSetup]:
     setup = SentinelSetup().start()
     yield setup
     setup.cleanup()
+
+
+# Session scope: the behaviour suite's ``store_url`` params "cluster" and "sentinel" (conftest.py)
+# share one topology each for the whole run. pytest starts a session fixture only when a test that
+# requests it runs, so a run that selects no cluster (sentinel) test never starts one. Tests on
+# them keep to their own key prefix and must neither flush, reshape nor fail them over: faults
+# belong to the module- and test-scoped topologies above.
+
+
+@pytest.fixture(scope="session")
+def shared_redis_cluster() -> Iterator[RedisCluster]:
+    """Three masters, no replicas, started on first use and shared by the whole run."""
+    _refuse_external()
+    cluster = RedisCluster(masters=3).start()
+    yield cluster
+    cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def shared_sentinel_setup() -> Iterator[SentinelSetup]:
+    """A master, a replica and three sentinels, started on first use and shared by the whole run."""
+    _refuse_external()
+    setup = SentinelSetup().start()
+    yield setup
+    setup.cleanup()

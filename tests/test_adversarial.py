@@ -409,8 +409,6 @@ def test_a_planted_pickle_payload_is_only_bytes(serve, store_url, prefix, store,
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="FLASHES script errors on a flash entry without a NUL separator: every page "
-                                       "reading flashes answers 500 until the session expires")
 def test_a_damaged_flash_entry_does_not_break_the_page(serve, store_url, prefix, store):
     """A flash entry damaged in Redis does not turn every page that shows flashes into a 500."""
     server = start(serve, store_url, prefix)
@@ -420,8 +418,6 @@ def test_a_damaged_flash_entry_does_not_break_the_page(serve, store_url, prefix,
     assert browser.get("/flashes").status == 200
 
 
-@pytest.mark.xfail(strict=True, reason="with max-lifetime on, a fractional __rs:created makes the scripts call "
-                                       "EXPIRE with a fractional TTL, which Redis rejects: 500 on every request")
 def test_a_fractional_creation_time_does_not_break_the_session(serve, store_url, prefix, store):
     """A __rs:created holding a fractional timestamp is still a usable creation time, never a 500."""
     server = start(serve, store_url, prefix, **{"max-lifetime": 300})

@@ -13,15 +13,15 @@ replica per master (failover), and a master + replica + 3 sentinels. What is che
   store object works again afterwards. The outage windows seen are printed (``-s``) and recorded
   as user properties.
 
-Two library bugs are kept as strict xfails with the expected behaviour: multi-host URLs cannot
-be turned into a store (``describe_url``), and after a sentinel failover a warm store keeps
-writing to the old master until the sentinels demote it. Until the first is fixed the other tests
-build their stores the way the registry does, naming them after the first host only.
+Stores are built from the multi-host URLs users write (every node, every sentinel). Behind
+sentinels a warm store follows a failover to the new master, and with ``redis-wait-replicas``
+a logout returns only once the replicas have it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 import uuid
@@ -32,11 +32,11 @@ import pytest
 import redis
 
 from redis_session.admin import SessionAdmin
-from redis_session.aio import AsyncSession, AsyncStore, AsyncStoreRegistry, make_async_client
+from redis_session.aio import AsyncSession, AsyncStore, AsyncStoreRegistry
 from redis_session.errors import SessionUnavailableError
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
-from redis_session.store import Store, StoreRegistry, describe_url, make_client, session_key, user_index_key
+from redis_session.store import MASTER_CHECK_SECONDS, Store, StoreRegistry, session_key, user_index_key
 from tests import redis_topologies
 from tests.redis_topologies import RedisCluster, SentinelSetup
 
@@ -72,37 +72,14 @@ def make_settings(url: str, **changes: Any) -> SessionSettings:
     return SessionSettings(redis_url=url, prefix=new_prefix(), cookie_secure=False).replace(**changes)
 
 
-def describable(url: str) -> bool:
-    """Whether the library can name a store for ``url`` (see the multi-host URL test below)."""
-    try:
-        describe_url(url)
-    except ValueError:
-        return False
-    return True
-
-
-def first_host_only(url: str) -> str:
-    """``redis+cluster://a:1,b:2/x`` -> ``redis+cluster://a:1/x``: a name describe_url accepts."""
-    scheme, _, rest = url.partition("://")
-    hosts, slash, path = rest.partition("/")
-    return f"{scheme}://{hosts.split(',')[0]}{slash}{path}"
-
-
 def open_store(settings: SessionSettings) -> Store:
-    """``StoreRegistry().store_for(settings)``. While the library cannot name a store for a
-    multi-host URL (describe_url raises ValueError: xfailed below), the store is built exactly as
-    the registry would, from the full URL, and only its display name comes from the first host."""
-    if describable(settings.redis_url):
-        return StoreRegistry().store_for(settings)
-    return StoreRegistry(lambda wanted: Store(first_host_only(wanted.redis_url), make_client(wanted))).store_for(settings)
+    """A store of the test's own, built as the web glue builds it (a fresh registry)."""
+    return StoreRegistry().store_for(settings)
 
 
 def open_async_store(settings: SessionSettings) -> AsyncStore:
-    """``AsyncStoreRegistry().store_for(settings)`` (inside a running loop), with the same
-    stand-in as :func:`open_store` while multi-host URLs cannot be named."""
-    if describable(settings.redis_url):
-        return AsyncStoreRegistry().store_for(settings)
-    return AsyncStore(first_host_only(settings.redis_url), make_async_client(settings))
+    """An asyncio store of the test's own (inside a running loop), as the web glue builds it."""
+    return AsyncStoreRegistry().store_for(settings)
 
 
 def close_store(store: Store) -> None:
@@ -133,26 +110,17 @@ def topology(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue("sentinel_setup")
 
 
-MULTI_HOST_BUG = (
-    "library bug: describe_url() (redis_session/store.py) calls urlsplit(url).port, which raises "
-    "ValueError for the documented multi-host URLs (redis+cluster://h:p,h:p and "
-    "redis+sentinel://h:p,h:p/name), so Store/AsyncStore cannot be built for them"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=MULTI_HOST_BUG)
 def test_registry_builds_a_store_for_a_multi_host_url(topology: Any) -> None:
     """StoreRegistry().store_for() accepts the URL naming every node / every sentinel."""
     settings = make_settings(topology.url())
     store = StoreRegistry().store_for(settings)
     try:
         Session(store, settings, None, Cookie()).set("name", "alice")
-        assert store.name.startswith(("redis+cluster://127.0.0.1:", "redis+sentinel://127.0.0.1:"))
+        assert store.name == settings.redis_url  # every host named; there is no password to hide
     finally:
         close_store(store)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=MULTI_HOST_BUG)
 def test_async_registry_builds_a_store_for_a_multi_host_url(topology: Any) -> None:
     """AsyncStoreRegistry().store_for() accepts the URL naming every node / every sentinel."""
     settings = make_settings(topology.url())
@@ -559,6 +527,245 @@ def test_slot_migration_under_twenty_writers_loses_nothing(redis_cluster: RedisC
         close_store(store)
 
 
+# -- WAIT: logouts the replicas have confirmed ------------------------------------------------
+
+
+def wait_calls(server: Any) -> int:
+    """How many WAIT commands ``server`` has run (``INFO commandstats``)."""
+    client = server.client()
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
+def holds(server: Any, key: str) -> bool:
+    """Whether ``server`` (a replica too, cluster or not) holds ``key`` right now."""
+    client = server.client()
+    try:
+        client.execute_command("READONLY") if server_is_clustered(client) else None
+        return bool(client.exists(key))
+    finally:
+        client.close()
+
+
+def server_is_clustered(client: Any) -> bool:
+    return str(client.info("cluster").get("cluster_enabled", 0)) == "1"
+
+
+def replicated(server: Any, key: str, deadline_seconds: float = 5.0) -> None:
+    """Wait until the replica ``server`` has ``key`` (so that a later check that it is gone means
+    the delete reached it)."""
+    deadline = time.monotonic() + deadline_seconds
+    while not holds(server, key):
+        assert time.monotonic() < deadline, f"{key} never reached the replica on port {server.port}"
+        time.sleep(0.01)
+
+
+def new_session(store: Store, settings: SessionSettings, name: str = "alice") -> Session:
+    session = Session(store, settings, None, Cookie())
+    session.name = name
+    assert session.session_id is not None
+    return session
+
+
+@pytest.mark.sentinel
+def test_destroy_returns_only_once_the_replica_dropped_the_session(sentinel_setup: SentinelSetup) -> None:
+    """With redis-wait-replicas=1, destroy() and regenerate() return only once the replica no
+    longer has the ended key, even when the replica is late; each sends one WAIT."""
+    sentinel_setup.wait_healthy()
+    settings = make_settings(sentinel_setup.url(), redis_wait_replicas=1, redis_wait_timeout=1.5)
+    master, replica = sentinel_setup.master(), sentinel_setup.replicas()[0]
+    store = open_store(settings)
+    try:
+        session = new_session(store, settings)
+        key = session_key(settings.prefix, session.session_id or "")
+        replicated(replica, key)
+        before = wait_calls(master)
+        replica.pause()  # the replica is late: it applies the delete only once resumed
+        resume = threading.Timer(0.3, replica.resume)
+        resume.start()
+        started = time.monotonic()
+        try:
+            session.destroy()
+        finally:
+            resume.join()
+        waited = time.monotonic() - started
+        assert not holds(replica, key)  # checked at once: no sleep between the logout and this
+        assert waited >= 0.25, f"destroy() returned after {waited:.2f}s, before the paused replica acknowledged"
+        assert wait_calls(master) == before + 1
+
+        moving = new_session(store, settings, "bob")
+        old_key = session_key(settings.prefix, moving.session_id or "")
+        replicated(replica, old_key)
+        before = wait_calls(master)
+        moving.regenerate()
+        assert not holds(replica, old_key)
+        assert moving.name.str == "bob" and wait_calls(master) == before + 1
+    finally:
+        close_store(store)
+
+
+@pytest.mark.sentinel
+def test_without_wait_replicas_no_wait_is_sent(sentinel_setup: SentinelSetup) -> None:
+    """With redis-wait-replicas=0 (the default) logouts, regenerate, bind_user and the admin's
+    deletes send no WAIT at all."""
+    sentinel_setup.wait_healthy()
+    settings = make_settings(sentinel_setup.url())
+    assert settings.redis_wait_replicas == 0
+    master = sentinel_setup.master()
+    store = open_store(settings)
+    try:
+        before = wait_calls(master)
+        new_session(store, settings).destroy()
+        new_session(store, settings).regenerate()
+        bound = new_session(store, settings)
+        bound.bind_user("carol")
+        admin = SessionAdmin(settings, store)
+        assert admin.delete(new_session(store, settings).session_id or "")
+        new_session(store, settings).bind_user("dave")
+        assert admin.revoke_user("dave") == 1
+        bound.destroy()
+        assert wait_calls(master) == before
+    finally:
+        close_store(store)
+
+
+@pytest.mark.sentinel
+def test_too_few_replicas_log_a_warning_and_the_logout_still_succeeds(
+    sentinel_setup: SentinelSetup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Waiting for 2 replicas with only 1: destroy() returns after the wait timeout, the session
+    is gone, and one warning names the acknowledgements and the setting."""
+    sentinel_setup.wait_healthy()
+    settings = make_settings(sentinel_setup.url(), redis_wait_replicas=2, redis_wait_timeout=0.2)
+    store = open_store(settings)
+    try:
+        session = new_session(store, settings)
+        session_id = session.session_id or ""
+        with caplog.at_level("WARNING", logger="redis_session"):
+            started = time.monotonic()
+            session.destroy()
+            waited = time.monotonic() - started
+        assert session.session_id is None and waited >= 0.15
+        assert Session(store, settings, session_id, Cookie()).name.none
+        assert not holds(sentinel_setup.master(), session_key(settings.prefix, session_id))
+        warnings = [record.getMessage() for record in caplog.records if record.name == "redis_session"]
+        assert len(warnings) == 1, warnings
+        assert "1 of 2 replicas" in warnings[0] and "session-redis-wait-replicas" in warnings[0]
+        assert session_id not in warnings[0]
+    finally:
+        close_store(store)
+
+
+@pytest.mark.sentinel
+def test_admin_deletes_wait_for_the_replica(sentinel_setup: SentinelSetup) -> None:
+    """SessionAdmin.delete/revoke_user and ``redis-session delete`` with
+    --session-redis-wait-replicas=1 return once the replica no longer has the sessions."""
+    from redis_session.__main__ import run
+
+    sentinel_setup.wait_healthy()
+    settings = make_settings(sentinel_setup.url(), redis_wait_replicas=1)
+    master, replica = sentinel_setup.master(), sentinel_setup.replicas()[0]
+    store = open_store(settings)
+    try:
+        admin = SessionAdmin(settings, store)
+        doomed = new_session(store, settings)
+        key = session_key(settings.prefix, doomed.session_id or "")
+        replicated(replica, key)
+        before = wait_calls(master)
+        assert admin.delete(doomed.session_id or "")
+        assert not holds(replica, key) and wait_calls(master) == before + 1
+
+        user = f"user-{uuid.uuid4().hex[:6]}"
+        keys = []
+        for _ in range(2):
+            own = new_session(store, settings)
+            own.bind_user(user)
+            keys.append(session_key(settings.prefix, own.session_id or ""))
+        for own_key in keys:
+            replicated(replica, own_key)
+        before = wait_calls(master)
+        assert admin.revoke_user(user) == 2
+        assert not any(holds(replica, own_key) for own_key in keys) and wait_calls(master) == before + 2
+
+        by_command = new_session(store, settings)
+        key = session_key(settings.prefix, by_command.session_id or "")
+        replicated(replica, key)
+        before = wait_calls(master)
+        flags = [f"--session-redis={settings.redis_url}", f"--session-redis-prefix={settings.prefix}",
+                 "--session-redis-wait-replicas=1"]
+        assert run([*flags, "delete", by_command.session_id or ""], out=io.StringIO(), err=io.StringIO()) == 0
+        assert not holds(replica, key) and wait_calls(master) == before + 1
+    finally:
+        close_store(store)
+
+
+@pytest.mark.sentinel
+def test_async_destroy_waits_for_the_replica(sentinel_setup: SentinelSetup) -> None:
+    """The awaitable destroy() sends the same one WAIT and returns once the replica has it."""
+    sentinel_setup.wait_healthy()
+    settings = make_settings(sentinel_setup.url(), redis_wait_replicas=1)
+    master, replica = sentinel_setup.master(), sentinel_setup.replicas()[0]
+
+    async def main() -> None:
+        store = open_async_store(settings)
+        try:
+            session = AsyncSession(store, settings, None, Cookie())
+            await session.set("name", "alice")
+            key = session_key(settings.prefix, session.session_id or "")
+            replicated(replica, key)
+            before = wait_calls(master)
+            await session.destroy()
+            assert not holds(replica, key) and wait_calls(master) == before + 1
+        finally:
+            await aclose_store(store)
+
+    asyncio.run(main())
+
+
+@pytest.mark.cluster
+def test_cluster_wait_goes_to_the_master_that_owns_the_session(redis_cluster_with_replicas: RedisCluster) -> None:
+    """On a cluster the WAIT after a logout runs on the master owning the session's slot (the
+    connection that deleted it), blocking and awaitable; no other master sees a WAIT."""
+    cluster = redis_cluster_with_replicas
+    cluster.wait_healthy()
+    settings = make_settings(cluster.url(), redis_wait_replicas=1)
+    store = open_store(settings)
+    try:
+        for _ in range(3):
+            session = new_session(store, settings)
+            key = session_key(settings.prefix, session.session_id or "")
+            owner = cluster.master_for_slot(cluster.keyslot(key))
+            replica = cluster.replica_of(owner)
+            assert replica is not None
+            replicated(replica, key)
+            before = {master.port: wait_calls(master) for master in cluster.masters()}
+            session.destroy()
+            assert not holds(replica, key)
+            after = {master.port: wait_calls(master) for master in cluster.masters()}
+            assert after == {port: calls + (port == owner.port) for port, calls in before.items()}
+    finally:
+        close_store(store)
+
+    async def main() -> None:
+        async_store = open_async_store(settings)
+        try:
+            session = AsyncSession(async_store, settings, None, Cookie())
+            await session.set("name", "alice")
+            key = session_key(settings.prefix, session.session_id or "")
+            owner = cluster.master_for_slot(cluster.keyslot(key))
+            before = {master.port: wait_calls(master) for master in cluster.masters()}
+            await session.destroy()
+            after = {master.port: wait_calls(master) for master in cluster.masters()}
+            assert after == {port: calls + (port == owner.port) for port, calls in before.items()}
+        finally:
+            await aclose_store(async_store)
+
+    asyncio.run(main())
+
+
 # -- failovers -------------------------------------------------------------------------------
 
 
@@ -712,6 +919,16 @@ def hits_on(server: Any, settings: SessionSettings, session_id: str) -> Optional
     return None if raw is None else int(raw)
 
 
+def caught_up(setup: SentinelSetup, settings: SessionSettings, session_id: str, hits: int) -> None:
+    """Wait until the replica holds the session's ``hits``: these tests are about where writes go
+    after a failover, not about the writes asynchronous replication loses in one."""
+    replica = setup.replicas()[0]
+    deadline = time.monotonic() + 10
+    while hits_on(replica, settings, session_id) != hits:
+        assert time.monotonic() < deadline, f"the replica never caught up with hits={hits}"
+        time.sleep(0.01)
+
+
 def sentinel_seeds(hammers: Hammers) -> Callable[[str], str]:
     def seed(name: str) -> str:
         session = Session(hammers.store, hammers.settings, None, Cookie())
@@ -748,13 +965,9 @@ def test_sentinel_failover_answers_unavailable_then_recovers(sentinel_setup: Sen
 
 
 @pytest.mark.sentinel
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "library bug: after a sentinel failover a long-lived store keeps its pooled connections to the "
-    "old master (redis-py asks the sentinels only when it opens a connection); the old master "
-    "accepts writes until the sentinels demote it (~10 s) and then drops them when it resyncs"
-))
 def test_writes_after_a_sentinel_failover_reach_the_new_master(sentinel_setup: SentinelSetup) -> None:
-    """Once every sentinel names the new master, an acknowledged write is on the new master."""
+    """Once every sentinel names the new master (and the store's once-a-second master check is
+    due), an acknowledged write is on the new master, not on the old one still taking writes."""
     sentinel_setup.wait_healthy()
     settings = make_settings(sentinel_setup.url(), redis_timeout=FAILOVER_TIMEOUT)
     store = open_store(settings)
@@ -762,10 +975,13 @@ def test_writes_after_a_sentinel_failover_reach_the_new_master(sentinel_setup: S
         session = Session(store, settings, None, Cookie())
         for _ in range(5):
             session.incr("hits")  # a warm pool: connections to the current master
+        warm = time.monotonic()
         old_master = sentinel_setup.master()
+        caught_up(sentinel_setup, settings, session.session_id or "", 5)
         sentinel_setup.failover()
         new_master = sentinel_setup.wait_sentinels_agree()
         assert new_master is not old_master
+        time.sleep(max(0.0, MASTER_CHECK_SECONDS - (time.monotonic() - warm)))
         written = None
         for _ in range(20):
             try:
@@ -780,6 +996,46 @@ def test_writes_after_a_sentinel_failover_reach_the_new_master(sentinel_setup: S
         )
     finally:
         close_store(store)
+        sentinel_setup.wait_healthy()
+
+
+@pytest.mark.sentinel
+def test_async_writes_after_a_sentinel_failover_reach_the_new_master(sentinel_setup: SentinelSetup) -> None:
+    """The awaitable store follows the failover too: the next acknowledged write is on the new master."""
+    sentinel_setup.wait_healthy()
+    settings = make_settings(sentinel_setup.url(), redis_timeout=FAILOVER_TIMEOUT)
+
+    async def main() -> Tuple[Optional[int], str, Any, Any]:
+        store = open_async_store(settings)
+        try:
+            session = AsyncSession(store, settings, None, Cookie())
+            for _ in range(5):
+                await session.incr("hits")
+            warm = time.monotonic()
+            old_master = sentinel_setup.master()
+            caught_up(sentinel_setup, settings, session.session_id or "", 5)  # blocks the loop, as below
+            sentinel_setup.failover()
+            new_master = sentinel_setup.wait_sentinels_agree()
+            await asyncio.sleep(max(0.0, MASTER_CHECK_SECONDS - (time.monotonic() - warm)))
+            written = None
+            for _ in range(20):
+                try:
+                    written = await session.incr("hits")
+                    break
+                except SessionUnavailableError:
+                    await asyncio.sleep(0.05)
+            return written, session.session_id or "", old_master, new_master
+        finally:
+            await aclose_store(store)
+
+    try:
+        written, session_id, old_master, new_master = asyncio.run(main())
+        assert new_master is not old_master and written == 6
+        assert hits_on(new_master, settings, session_id) == written, (
+            f"the new master holds {hits_on(new_master, settings, session_id)}, "
+            f"the old one {hits_on(old_master, settings, session_id)}"
+        )
+    finally:
         sentinel_setup.wait_healthy()
 
 

@@ -95,14 +95,24 @@ def test_in_len_and_iteration_see_user_fields_only(make_session, redis_client, k
     assert CREATED in stored and any(name.startswith("__rs:flash:") for name in stored)
 
 
-def test_in_with_a_name_that_is_not_str_is_false(make_session, integration):
+# The awaitable API has no ``in`` operator: its contains() is covered by the test after this one.
+@pytest.mark.parametrize("integration", ["direct", "tornado", "flask"], indirect=True)
+def test_in_with_a_name_that_is_not_str_is_false(make_session):
     """``42 in session`` is simply False, like a dict, and costs nothing."""
-    if integration == "tornado-async":
-        pytest.skip("the awaitable API has no `in` operator; its contains() takes str names only")
     session = make_session()
     session.name = "alice"
     assert 42 not in session
     assert b"name" not in session
+
+
+@pytest.mark.parametrize("integration", ["tornado-async"], indirect=True)
+def test_async_contains_with_a_name_that_is_not_str_raises_type_error(make_session):
+    """``await session.contains(42)`` raises TypeError: the awaitable API takes str field names only."""
+    session = make_session()
+    session.name = "alice"
+    with pytest.raises(TypeError, match="session field names are str"):
+        _ = 42 in session  # the harness runs ``await session.contains(42)``
+    assert "name" in session
 
 
 def test_load_returns_every_user_field_as_values(make_session):
@@ -302,11 +312,6 @@ def test_incr_keeps_large_counters_exact_in_redis(make_session, redis_client, ke
     assert session.big.int == 2**60 + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the incr script returns HINCRBY's integer reply through a Lua number (a double), "
-    "so incr() returns a rounded value for counters beyond 2**53",
-)
 def test_incr_returns_the_exact_value_of_a_large_counter(make_session):
     """incr() returns exactly what Redis now holds, also for 64-bit counters beyond 2**53."""
     session = make_session()
@@ -340,6 +345,48 @@ def test_incr_refuses_amounts_that_are_not_numbers(make_session, redis_client, p
     session = make_session()
     with pytest.raises(TypeError, match="'count'"):
         session.incr("count", amount)
+    assert session.session_id is None
+    assert all_keys(redis_client, prefix) == []
+
+
+@pytest.mark.parametrize("amount", [2**63, -(2**63) - 1, 10**30])
+def test_incr_refuses_an_amount_outside_64_bits(make_session, redis_client, prefix, amount):
+    """incr() with an int amount Redis cannot count in (outside signed 64 bits) raises ValueError and writes nothing."""
+    session = make_session()
+    with pytest.raises(ValueError, match="session field 'count'.*64-bit"):
+        session.incr("count", amount)
+    assert session.session_id is None
+    assert all_keys(redis_client, prefix) == []
+
+
+def test_incr_past_the_64_bit_range_raises_and_leaves_the_value(make_session):
+    """incr() that would take a counter past 2**63 - 1 raises SessionValueError naming the field; the counter stays."""
+    session = make_session()
+    session.big = 2**63 - 1
+    with pytest.raises(SessionValueError, match="'big'"):
+        session.incr("big")
+    assert session.big.int == 2**63 - 1
+
+
+def test_an_int_beyond_64_bits_is_stored_as_text_that_incr_refuses(make_session, redis_client, key_of):
+    """``session.big = 10**30`` stores the decimal text and reads back exactly; incr() on it raises SessionValueError."""
+    session = make_session()
+    session.big = 10**30
+    assert session.big.int == 10**30
+    assert redis_client.hget(key_of(session.session_id), "big") == b"1" + b"0" * 30
+    with pytest.raises(SessionValueError, match="'big'"):
+        session.incr("big")
+    assert session.big.int == 10**30
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_and_write_nothing(make_session, redis_client, prefix, number):
+    """``session.score = float("nan")`` (or infinity) raises TypeError naming the field, before Redis is touched."""
+    session = make_session()
+    with pytest.raises(TypeError, match="session field 'score'"):
+        session.score = number
+    with pytest.raises(TypeError, match="session field 'score'"):
+        session.update(name="alice", score=number)
     assert session.session_id is None
     assert all_keys(redis_client, prefix) == []
 
@@ -715,11 +762,6 @@ def test_a_field_past_max_fields_is_refused(make_session, redis_client, key_of):
     assert sorted(session) == ["a", "b", "d"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the write script counts the new field against max_fields before applying the deletes "
-    "of the same update(), so a swap that ends within the limit raises SessionLimitError",
-)
 def test_swapping_a_field_at_max_fields_in_one_update(make_session):
     """With max_fields=3 full, update(c=None, d=4) ends with 3 fields, so it is allowed."""
     session = make_session(max_fields=3)
@@ -728,6 +770,17 @@ def test_swapping_a_field_at_max_fields_in_one_update(make_session):
     session.update(c=None, d=4)
 
     assert sorted(session) == ["a", "b", "d"]
+
+
+def test_a_swap_that_still_ends_over_max_fields_writes_nothing(make_session):
+    """With max_fields=3 full, update(c=None, d=4, e=5) would end with 4 fields: refused, nothing changes."""
+    session = make_session(max_fields=3)
+    session.update(a=1, b=2, c=3)
+
+    with pytest.raises(SessionLimitError, match="session-max-fields"):
+        session.update(c=None, d=4, e=5)
+
+    assert sorted(session) == ["a", "b", "c"]
 
 
 def test_incr_of_a_new_field_past_max_fields_is_refused(make_session, redis_client, key_of):

@@ -1,7 +1,8 @@
 """The store side of the settings: which connection a ``SessionSettings`` gets, and key names.
 
-Only ``memory://`` stores are used (in-process fakeredis servers), so nothing touches a network;
-each test names its own in-memory servers so no other test can see their data.
+Only ``memory://`` stores are used (in-process fakeredis servers), so nothing touches a network
+(clients for ``redis://`` URLs are built but never connect); each test names its own in-memory
+servers so no other test can see their data.
 """
 
 from __future__ import annotations
@@ -9,9 +10,25 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import redis
+import redis.sentinel
 
+import redis_session.store as store_module
 from redis_session import SessionSettings
+from redis_session.errors import ConfigurationError
+from redis_session.replication import WaitPolicy
+from redis_session.session import Session
 from redis_session.store import Store, StoreRegistry, describe_url, session_key
+
+
+class Cookie:
+    """A cookie sink that ignores what the session asks for (these tests look at Redis)."""
+
+    def issue(self, session_id):
+        pass
+
+    def expire(self):
+        pass
 
 
 @pytest.fixture
@@ -104,3 +121,125 @@ def test_a_store_is_named_without_its_password(name):
     client = StoreRegistry().store_for(settings_for(f"memory://{name}")).client
     store = Store("redis://:secret@host:1234/0", client)
     assert store.name == "redis://host:1234/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis+cluster://:secret@10.0.0.1:7000,10.0.0.2:7001", "redis+cluster://10.0.0.1:7000,10.0.0.2:7001"),
+        ("redis+sentinel://user:secret@s1:26379,s2:26379/mymaster/0?sentinel_password=secret",
+         "redis+sentinel://s1:26379,s2:26379/mymaster/0"),
+        ("redis://:p@ss@host:1234/0", "redis://host:1234/0"),
+        ("redis://:secret@[::1]:6379/0", "redis://[::1]:6379/0"),
+    ],
+)
+def test_describe_url_names_every_host_of_a_multi_host_url(url, shown):
+    """Cluster and sentinel URLs name every host in messages, still without any password."""
+    described = describe_url(url)
+    assert described == shown
+    assert "secret" not in described and "p@ss" not in described
+
+
+# --- redis-wait-replicas ---------------------------------------------------------------------
+
+
+def test_the_wait_policy_comes_from_the_settings():
+    """A store built from settings waits for the replicas they name (the client connects lazily:
+    nothing touches the network here)."""
+    store = StoreRegistry().store_for(settings_for("redis://127.0.0.1:1/0", redis_wait_replicas=2,
+                                                   redis_wait_timeout=0.25))
+    assert store.wait == WaitPolicy(2, 0.25)
+    assert store.wait.command() == ("WAIT", 2, 250)
+    assert StoreRegistry().store_for(settings_for("redis://127.0.0.1:1/0")).wait == WaitPolicy(0, 1.0)
+
+
+def test_another_wait_policy_gets_another_store():
+    """Two apps on one URL that wait for different replicas do not share a store."""
+    registry = StoreRegistry()
+    plain = registry.store_for(settings_for("redis://127.0.0.1:1/0"))
+    waiting = registry.store_for(settings_for("redis://127.0.0.1:1/0", redis_wait_replicas=1))
+    assert waiting is not plain
+    assert registry.store_for(settings_for("redis://127.0.0.1:1/0", redis_wait_replicas="1")) is waiting
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"redis_wait_replicas": -1}, "session-redis-wait-replicas: must be 0 (do not wait) or a number of replicas"),
+        ({"redis_wait_timeout": 0}, "session-redis-wait-timeout: must be a positive number of seconds"),
+        ({"redis_wait_replicas": 1, "redis_wait_timeout": 2.0}, "must be shorter than session-redis-timeout"),
+        ({"redis": "memory://x", "redis_wait_replicas": 1}, "a memory:// store has no replicas to wait for"),
+    ],
+)
+def test_invalid_wait_settings_are_refused(changes, message):
+    """Settings WAIT could not honour are refused at start-up, saying which flag to change."""
+    with pytest.raises(ConfigurationError) as raised:
+        SessionSettings.from_mapping({"redis": "redis://127.0.0.1:1/0", **changes})
+    assert message in str(raised.value)
+
+
+def test_the_wait_timeout_is_only_checked_when_waiting():
+    """A short redis-timeout is fine while redis-wait-replicas is 0 (the wait timeout is unused)."""
+    settings = settings_for("redis://127.0.0.1:1/0", redis_timeout=0.5)
+    assert settings.redis_wait_replicas == 0 and settings.redis_wait_timeout > settings.redis_timeout
+
+
+def test_flask_reads_the_wait_settings():
+    """SESSION_REDIS_WAIT_REPLICAS and SESSION_REDIS_WAIT_TIMEOUT configure Flask apps."""
+    from redis_session.flask_session import settings_from_config
+
+    settings = settings_from_config({"SESSION_REDIS": "redis://127.0.0.1:1/0", "SESSION_REDIS_WAIT_REPLICAS": "1",
+                                     "SESSION_REDIS_WAIT_TIMEOUT": "0.5"})
+    assert (settings.redis_wait_replicas, settings.redis_wait_timeout) == (1, 0.5)
+
+
+# --- following a sentinel failover -------------------------------------------------------------
+
+
+class CountingPool:
+    """The sentinel part of a pool: counts how often the store asks who the master is."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = 0
+
+    def get_master_address(self):
+        self.asked += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def sentinel_like_store(name, answer):
+    """A memory store whose client looks like redis-py's sentinel client to the Store."""
+    client = StoreRegistry().store_for(settings_for(f"memory://{name}")).client
+    pool = CountingPool(answer)
+    client.connection_pool.get_master_address = pool.get_master_address
+    return Store("redis+sentinel://s1:26379,s2:26379/mymaster", client), pool
+
+
+def test_a_sentinel_store_asks_for_the_master_at_most_once_a_second(name):
+    """Behind sentinels, many session calls in a second cost one question to the sentinels."""
+    store, pool = sentinel_like_store(name, ("127.0.0.1", 6380))
+    settings = settings_for(f"memory://{name}")
+    session = Session(store, settings, None, Cookie())
+    session.set("name", "alice")
+    for _ in range(20):
+        assert session.get("name").str == "alice"
+    assert pool.asked == 1
+
+
+def test_sentinels_that_do_not_answer_do_not_fail_a_request(name, monkeypatch):
+    """When no sentinel answers the master check, the call still goes to the master it knows."""
+    monkeypatch.setattr(store_module, "MASTER_CHECK_SECONDS", 0.0)  # check before every call
+    store, pool = sentinel_like_store(name, redis.sentinel.MasterNotFoundError("no master for 'mymaster'"))
+    session = Session(store, settings_for(f"memory://{name}"), None, Cookie())
+    session.set("name", "alice")
+    assert session.get("name").str == "alice" and pool.asked == 2
+
+
+def test_other_stores_never_ask_for_a_master(name):
+    """Only sentinel stores check for a failover; others pay nothing for it."""
+    store = StoreRegistry().store_for(settings_for(f"memory://{name}"))
+    store.follow_master_when_due()  # a no-op: nothing to ask
+    Session(store, settings_for(f"memory://{name}"), None, Cookie()).set("name", "alice")

@@ -224,7 +224,7 @@ class Logout(SessionHandler):
 
 
 def test_logout_expires_the_cookie_where_it_was_set(serve, store_url, store_client, prefix):
-    """destroy() deletes the key and expires the cookie with the same Domain and Path it was set with."""
+    """destroy() deletes the key and expires the cookie (Max-Age=0 and Expires in 1970) with the Domain and Path it was set with."""
     settings = app_settings(store_url, prefix, **{"cookie-domain": "example.test", "cookie-path": "/app"})
     server = serve(COUNTER_ROUTES + [("/logout", Logout)], redis_session=settings)
     browser = server.browser()
@@ -233,8 +233,8 @@ def test_logout_expires_the_cookie_where_it_was_set(serve, store_url, store_clie
     response = browser.get("/logout")
     (header,) = session_cookies(response)
     _, attributes = parse_set_cookie(header)
-    # Tornado drops a zero Max-Age, so the expiry travels as an Expires date in 1970
-    assert attributes.get("max-age") == "0" or "1970" in attributes.get("expires", "")
+    assert attributes.get("max-age") == "0"
+    assert "01 Jan 1970" in attributes.get("expires", "")
     assert (attributes["domain"], attributes["path"]) == ("example.test", "/app")
     assert "private" in (response.header("Cache-Control") or "")
     assert store_client.exists(key) == 0
@@ -423,12 +423,6 @@ def test_resolve_settings_without_cookie_secret_raises():
         resolve_settings({})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "resolve_settings() checks that cookie_secret is set but not that a dict cookie_secret comes "
-    "with key_version: the first write creates the session key in Redis, then Tornado's "
-    "set_signed_cookie raises a bare Exception, so every request answers 500 without a "
-    "ConfigurationError and leaves an orphaned {prefix}:sessions:<id> key behind"
-))
 def test_a_dict_cookie_secret_without_key_version_is_a_configuration_error(serve, prefix, caplog):
     """cookie_secret={0: ...} without key_version is reported as a ConfigurationError naming key_version, and nothing is written."""
     store_url = f"memory://no-key-version-{prefix}"
@@ -437,6 +431,18 @@ def test_a_dict_cookie_secret_without_key_version_is_a_configuration_error(serve
     assert response.status == 500
     assert keys_under(memory_client(store_url), prefix) == []
     assert "ConfigurationError" in caplog.text and "key_version" in caplog.text
+
+
+def test_a_key_version_that_names_no_key_of_the_cookie_secret_is_a_configuration_error():
+    """key_version naming no key of a dict cookie_secret is refused, naming both settings."""
+    with pytest.raises(ConfigurationError, match="'key_version' 2 is not a key of its 'cookie_secret'"):
+        resolve_settings({"cookie_secret": {0: OLD_SECRET, 1: NEW_SECRET}, "key_version": 2})
+
+
+def test_a_dict_cookie_secret_with_key_version_resolves():
+    """cookie_secret={0: ..., 1: ...} with key_version=1 is accepted (key rotation)."""
+    settings = resolve_settings({"cookie_secret": {0: OLD_SECRET, 1: NEW_SECRET}, "key_version": 1})
+    assert settings.cookie_name == "session-id"
 
 
 def test_flags_set_before_the_first_request_take_effect(serve, store_url, store_client, prefix):
@@ -604,12 +610,6 @@ class MissingPage(SessionHandler):
         raise tornado.web.HTTPError(404)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "send_error() calls RequestHandler.clear(), which drops the Cache-Control and Vary headers the "
-    "session set but keeps the pending Set-Cookie: an error page that created a session is sent "
-    "with the new session cookie and no 'Cache-Control: private', so a shared cache may store "
-    "it (404 is heuristically cacheable) and hand the cookie to other visitors"
-))
 def test_an_error_page_that_created_a_session_is_still_private(serve, store_url, prefix):
     """A 404 raised after the first write still sends its session cookie with Cache-Control private and Vary: Cookie."""
     server = serve([("/missing", MissingPage)], redis_session=app_settings(store_url, prefix))
@@ -618,6 +618,43 @@ def test_an_error_page_that_created_a_session_is_still_private(serve, store_url,
     assert len(session_cookies(response)) == 1
     assert "private" in (response.header("Cache-Control") or "")
     assert "Cookie" in (response.header("Vary") or "")
+
+
+class ReadThenMissing(SessionHandler):
+    def get(self) -> None:
+        self.write(f"count={self.session.count.int}")
+        raise tornado.web.HTTPError(404)
+
+
+def test_an_error_page_that_only_read_the_session_keeps_vary_cookie(serve, store_url, prefix):
+    """A 404 raised after a session read still says Vary: Cookie, and sets no cookie and no Cache-Control."""
+    server = serve(COUNTER_ROUTES + [("/read-missing", ReadThenMissing)], redis_session=app_settings(store_url, prefix))
+    browser = server.browser()
+    browser.get("/")
+    response = browser.get("/read-missing")
+    assert response.status == 404
+    assert session_cookies(response) == []
+    assert "Cookie" in (response.header("Vary") or "")
+    assert response.header("Cache-Control") is None
+
+
+class LogoutThenFail(SessionHandler):
+    def get(self) -> None:
+        self.session.destroy()
+        raise tornado.web.HTTPError(500)
+
+
+def test_an_error_page_after_logout_still_expires_the_cookie_privately(serve, store_url, prefix):
+    """A 500 raised after destroy() still sends the expired cookie, with Cache-Control private."""
+    server = serve(COUNTER_ROUTES + [("/logout-fails", LogoutThenFail)], redis_session=app_settings(store_url, prefix))
+    browser = server.browser()
+    browser.get("/")
+    response = browser.get("/logout-fails")
+    assert response.status == 500
+    (header,) = session_cookies(response)
+    assert parse_set_cookie(header)[1].get("max-age") == "0"
+    assert "private" in (response.header("Cache-Control") or "")
+    assert browser.cookies == {}
 
 
 # -- WebSockets -------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ bytes a write stores, so both are tested on their own.
 
 from __future__ import annotations
 
+import enum
 import math
 
 import pytest
@@ -295,6 +296,10 @@ class Custom:
     """A user-defined class the session has no lossless encoding for."""
 
 
+class Colour(enum.IntEnum):
+    RED = 1
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -306,6 +311,10 @@ class Custom:
         pytest.param(1 + 2j, id="complex"),
         pytest.param({"tags": {"a", "b"}}, id="dict-holding-a-set"),
         pytest.param([object()], id="list-holding-an-object"),
+        pytest.param(float("nan"), id="nan"),
+        pytest.param(float("inf"), id="infinity"),
+        pytest.param(float("-inf"), id="minus-infinity"),
+        pytest.param(10**5000, id="int-past-the-digit-limit"),
         pytest.param({"score": float("nan")}, id="nan-inside-a-dict"),
         pytest.param([float("inf")], id="inf-inside-a-list"),
         pytest.param("lone \ud800 surrogate", id="str-with-lone-surrogate"),
@@ -336,6 +345,26 @@ def test_refused_json_keeps_the_value_out_of_the_message_chain():
     assert "'prefs'" in str(caught.value)
     assert "dict" in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_refused_naming_the_field_and_the_value(number):
+    """``session.score = float("nan")`` raises a TypeError naming the field and the value; nothing is stored."""
+    with pytest.raises(TypeError, match=f"session field 'score': cannot store {number!r}"):
+        encode("score", number)
+
+
+def test_an_int_past_pythons_digit_limit_is_refused_with_a_way_out():
+    """An int too long to write as decimal text raises a TypeError naming the field and suggesting bytes."""
+    with pytest.raises(TypeError, match="session field 'big'.*digits.*bytes"):
+        encode("big", 10**5000)
+
+
+def test_an_int_enum_is_stored_as_its_number():
+    """An IntEnum (or other int subclass) member is stored as its number, which ``.int`` reads back."""
+    stored = encode("colour", Colour.RED)
+    assert stored == b"1"
+    assert Value(stored).int == Colour.RED
 
 
 def test_nan_inside_json_is_refused_rather_than_written_as_invalid_json():
