@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import redis
 
 from .errors import SessionUnavailableError
-from .scripts import CREATED_FIELD
+from .operations import PENDING_GRACE_SECONDS, PENDING_PREFIX
+from .scripts import CREATED_FIELD, USER_FIELD
 from .settings import SessionSettings
 from .store import Store, is_unavailable, session_key, stores, user_index_key
 
@@ -67,23 +68,37 @@ class SessionAdmin:
         """The user's live sessions, most recently active first; dead index entries are dropped."""
         return self._guard(lambda: self._sessions_for_user(str(user_id)))
 
+    def _index_entries(self, index: str) -> List[Tuple[str, float]]:
+        """``(session id, score)`` of every index entry; a key of another type holds none."""
+        try:
+            entries = self._client().zrange(index, 0, -1, withscores=True)
+        except redis.exceptions.ResponseError as error:
+            if str(error).startswith("WRONGTYPE"):
+                return []
+            raise
+        return [(member.decode("ascii", "replace"), float(score)) for member, score in entries]
+
     def _sessions_for_user(self, user_id: str) -> List[SessionInfo]:
         client = self._client()
         index = user_index_key(self.settings.prefix, user_id)
-        members = [member.decode("ascii", "replace") for member in client.zrange(index, 0, -1)]
-        if not members:
-            return []
+        stale = time.time() + self.settings.expire - PENDING_GRACE_SECONDS
+        entries: List[Tuple[str, float]] = []
+        dead: List[str] = []
+        for entry, score in self._index_entries(index):
+            if not entry.startswith(PENDING_PREFIX):
+                entries.append((entry, score))
+            elif score <= stale:
+                dead.append(entry)  # a bind_user() that never finished; fresh ones are not shown yet
         pipeline = client.pipeline(transaction=False)
-        for session_id in members:
+        for session_id, _ in entries:
             key = session_key(self.settings.prefix, session_id)
             pipeline.hget(key, CREATED_FIELD)
             pipeline.ttl(key)
-            pipeline.hget(key, "__rs:user")
-        replies = pipeline.execute(raise_on_error=False)
+            pipeline.hget(key, USER_FIELD)
+        replies = pipeline.execute(raise_on_error=False) if entries else []
         now = time.time()
         alive: List[SessionInfo] = []
-        dead: List[str] = []
-        for position, session_id in enumerate(members):
+        for position, (session_id, _) in enumerate(entries):
             created_raw, ttl, owner = replies[3 * position: 3 * position + 3]
             if isinstance(ttl, Exception) or ttl is None or ttl == -2 or owner != user_id.encode():
                 dead.append(session_id)  # expired, destroyed, regenerated away, or rebound
@@ -99,7 +114,7 @@ class SessionAdmin:
         if dead:
             client.zrem(index, *dead)
         if alive:
-            client.zadd(index, {info.session_id: info.expires for info in alive})
+            client.zadd(index, {info.session_id: info.expires for info in alive}, xx=True)
         alive.sort(key=lambda info: info.last_seen or 0, reverse=True)
         return alive
 
@@ -144,7 +159,7 @@ class SessionAdmin:
         def delete() -> bool:
             client = self._client()
             key = session_key(self.settings.prefix, session_id)
-            user = client.hget(key, "__rs:user") if client.type(key) == b"hash" else None
+            user = client.hget(key, USER_FIELD) if client.type(key) == b"hash" else None
             existed = bool(self.store.delete(key))
             if user:
                 client.zrem(user_index_key(self.settings.prefix, user.decode("utf-8", "replace")), session_id)
@@ -178,18 +193,31 @@ class SessionAdmin:
     def _revoke(self, user_id: str, keep: Optional[str], only: Optional[str]) -> int:
         client = self._client()
         index = user_index_key(self.settings.prefix, user_id)
+        entries = [entry for entry, _ in self._index_entries(index)]
+        # A bind_user() in flight (a pending entry) is cancelled by removing its entry: it then
+        # ends its new session itself (see SessionCore.regenerate). Only revoking one session by
+        # its handle leaves other logins alone.
+        pending = [entry for entry in entries if entry.startswith(PENDING_PREFIX) and only is None]
+        chosen = [
+            session_id for session_id in entries
+            if not session_id.startswith(PENDING_PREFIX)
+            and (keep is None or keep not in (session_id, session_handle(session_id)))
+            and (only is None or only == session_handle(session_id))
+        ]
+        if not chosen and not pending:
+            return 0
+        owners: List[Any] = []
+        if chosen:
+            pipeline = client.pipeline(transaction=False)
+            for session_id in chosen:
+                pipeline.hget(session_key(self.settings.prefix, session_id), USER_FIELD)
+            owners = pipeline.execute(raise_on_error=False)
         ended = 0
-        for member in client.zrange(index, 0, -1):
-            session_id = member.decode("ascii", "replace")
-            handle = session_handle(session_id)
-            if keep is not None and keep in (session_id, handle):
-                continue
-            if only is not None and only != handle:
-                continue
-            key = session_key(self.settings.prefix, session_id)
-            if client.hget(key, "__rs:user") == user_id.encode():
-                ended += self.store.delete(key)
-            client.zrem(index, member)
+        for session_id, owner in zip(chosen, owners):
+            # only sessions still bound to this user: one rebound to another user is not theirs
+            if owner == user_id.encode():
+                ended += self.store.delete(session_key(self.settings.prefix, session_id))
+        client.zrem(index, *chosen, *pending)
         return ended
 
 

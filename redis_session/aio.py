@@ -21,10 +21,10 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from . import pipelines
 from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
 from .errors import ConfigurationError
 from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, fingerprint, merge_updates
-from .plain_reads import PLAIN_READ, plain_read_async
 from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
 from .scripts import SCRIPTS
 from .settings import SessionSettings
@@ -68,8 +68,8 @@ class AsyncStore:
             raise
 
     async def _run_script(self, call: Call) -> Any:
-        if call.script == PLAIN_READ:
-            return await plain_read_async(self.client, call.key, call.args)
+        if call.script in pipelines.PIPELINES:
+            return await pipelines.run_async(self.client, call.script, call.key, call.args)
         return await self.scripts[call.script](keys=(call.key,), args=call.args)
 
     async def _end_and_wait(self, call: Call) -> Any:

@@ -16,7 +16,7 @@ import time
 from typing import Any, Dict, Generator, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
 
 from .errors import RedisSessionError, SessionLimitError, SessionValueError
-from .plain_reads import PLAIN_READ
+from .pipelines import LIVE_KEYS, PLAIN_READ
 from .scripts import RESERVED_PREFIX, USER_FIELD
 from .settings import SessionSettings
 from .store import Call, session_key, user_index_key
@@ -30,6 +30,10 @@ ID_BYTES = 24  # 192 random bits, 32 URL-safe characters
 # Ids this library mints, and the ids of redis-session 0.2.1 (so its sessions carry over).
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")
 _FINGERPRINT_KEY = secrets.token_bytes(16)
+#: A user's index lists a session being bound as ``pending:<id>`` until its key exists (see
+#: ``regenerate``); a pending entry older than this is left over from a bind that never finished.
+PENDING_PREFIX = "pending:"
+PENDING_GRACE_SECONDS = 60.0
 
 T = TypeVar("T")
 #: A session operation: yields store calls, receives their replies, returns a T.
@@ -74,6 +78,17 @@ def check_name(name: Any) -> str:
     except UnicodeEncodeError:
         raise ValueError(f"session field {name!r}: names must be encodable as UTF-8") from None
     return name
+
+
+def check_user_id(user_id: str) -> str:
+    """User ids are non-empty text that Redis keys can carry (``{prefix}:users:{user_id}``)."""
+    if not user_id:
+        raise ValueError("bind_user() needs a non-empty user id")
+    try:
+        user_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"user id {user_id!r} must be encodable as UTF-8") from None
+    return user_id
 
 
 class SessionCore:
@@ -255,9 +270,9 @@ class SessionCore:
         if self.session_id is not None:
             old_id = self.session_id
             reply = yield Call("destroy", self._key, (), True)
-            user = reply[1]
-            if user:
-                yield from self._unindex(user.decode("utf-8", "surrogateescape"), old_id)
+            user = self._user_of(reply[1])
+            if user is not None:
+                yield from self._unindex(user, old_id)
         self.session_id = None
         self._key = ""
         self.cookie.expire()
@@ -266,64 +281,122 @@ class SessionCore:
     # -- lifecycle -------------------------------------------------------------------------
 
     def regenerate(self, user_id: Optional[str] = None) -> Operation[None]:
-        """Move the data to a new id (copy, then delete the old key) and send the new cookie.
+        """Move the data to a new id and send the new cookie; with ``user_id`` also bind the
+        session to that user. A session that does not exist yet is created only when binding a
+        user; otherwise there is nothing to move.
 
-        With ``user_id`` the session is also bound to that user. A session that does not exist
-        yet is created only when binding a user; otherwise there is nothing to move.
+        Order matters, because other requests (a logout, an admin's ``revoke_user``) may act on
+        this session while it moves, and none of them may be undone:
+
+        1. ``take``: read and delete the old key in one step (a later write by another request
+           goes to a new session; a logout that came first leaves nothing to take);
+        2. list the new id in the user's index *before* its key exists, so a concurrent
+           ``revoke_user`` sees it;
+        3. ``copy`` the fields to the new key (a second key, usually in another cluster slot:
+           never ``RENAME``);
+        4. ``confirm`` that the index still lists the new id; if a revoke removed it meanwhile,
+           the new session is ended too.
+
+        If Redis fails between 1 and 3 the session is lost, never duplicated or revived.
         """
+        if user_id is not None:
+            check_user_id(user_id)
         pairs: List[bytes] = []
         old_id = self.session_id
         if old_id is not None:
-            reply = yield self._read_call("all")
+            reply = yield self._call("take", "old", idempotent=False)
             if reply[0] == OK:
-                pairs = [part for item in _items(reply[1]) for part in item]
+                pairs = list(reply[1])
             else:
                 self._forget(reply[0])
                 old_id = None
-        old_user = _field(pairs, USER_FIELD)
+        old_user = self._user_of(_field(pairs, USER_FIELD))
         if user_id is not None:
             pairs = _without(pairs, USER_FIELD) + [USER_FIELD.encode(), user_id.encode("utf-8")]
         if not pairs:
             return None
-        old_key = self._key
+        new_user = user_id if user_id is not None else old_user
+        replacing = old_id if old_id is not None and old_user == new_user else None
+        settings = self.settings
+        evicted: List[str] = []
         for _ in range(3):
             self._mint()
-            args = (self.settings.expire, self.settings.max_lifetime, "copy") + tuple(pairs)
-            copied = yield Call("copy", self._key, args, True)
+            if new_user is not None:
+                evicted.extend((yield from self._index(new_user, replacing)))
+            copied = yield Call("copy", self._key, (settings.expire, settings.max_lifetime, "copy") + tuple(pairs), True)
             if copied[0] != TAKEN:
                 break
+            if new_user is not None:
+                yield from self._unindex(new_user, self.session_id or "")
         else:
             raise RedisSessionError("three freshly minted session ids were all taken; check the random source")
-        if old_id is not None:
-            yield Call("destroy", old_key, (), True)
+        new_id = self.session_id or ""
+        for member in evicted:
+            yield Call("destroy", session_key(settings.prefix, member), (), True)
+        if old_user is not None and old_id is not None and replacing is None:
+            yield from self._unindex(old_user, old_id)
         if copied[0] != OK:  # the absolute deadline had passed: the session ends here
-            self.session_id, self._key = None, ""
-            self.cookie.expire()
+            if new_user is not None:
+                yield from self._unindex(new_user, new_id)
+            self._end()
             return None
-        self.cookie.issue(self.session_id or "")
-        new_user = user_id if user_id is not None else (old_user.decode("utf-8", "surrogateescape") if old_user else None)
-        if old_user is not None and old_id is not None:
-            yield from self._unindex(old_user.decode("utf-8", "surrogateescape"), old_id)
         if new_user is not None:
-            yield from self._index(new_user)
+            listed = yield Call("user_index", user_index_key(settings.prefix, new_user), ("confirm", new_id, replacing or ""), True)
+            if not listed:
+                logger.warning(
+                    "session %s: its user's sessions were revoked while it was being bound; ending it",
+                    fingerprint(new_id),
+                )
+                yield Call("destroy", self._key, (), True)
+                self._end()
+                return None
+        self.cookie.issue(new_id)
         return None
 
-    def _index(self, user_id: str) -> Operation[None]:
-        """Record this session under its user; end the oldest ones past ``max_per_user``."""
+    def _end(self) -> None:
+        self.session_id, self._key = None, ""
+        self.cookie.expire()
+
+    def _index(self, user_id: str, replacing: Optional[str]) -> Operation[List[str]]:
+        """List this (new) session under its user, dropping entries of sessions that expired;
+        returns the ids evicted past ``max_per_user``, oldest first, for the caller to end."""
         settings = self.settings
-        lifetime_bound = settings.max_lifetime + settings.expire if settings.max_lifetime else 0
-        score = repr(_now() + settings.expire)
+        index = user_index_key(settings.prefix, user_id)
+        flat = yield Call("user_index", index, ("members",), True)
+        stale = _now() + settings.expire - PENDING_GRACE_SECONDS
+        dead: List[str] = [replacing] if replacing is not None else []
+        candidates: List[str] = []
+        for raw, score in zip(flat[0::2], flat[1::2]):
+            entry = raw.decode("ascii", "replace")
+            if entry.startswith(PENDING_PREFIX):
+                if float(score) <= stale:
+                    dead.append(entry)  # a bind that never finished (its process died)
+            elif entry != replacing:
+                candidates.append(entry)
+        if candidates:
+            alive = yield Call(LIVE_KEYS, index, tuple(session_key(settings.prefix, entry) for entry in candidates), True)
+            dead.extend(entry for entry, live in zip(candidates, alive) if not live)
+        now = _now()
         evicted = yield Call(
-            "user_index", user_index_key(settings.prefix, user_id),
-            ("add", self.session_id, score, settings.max_per_user, lifetime_bound), True,
+            "user_index", index,
+            ("add", self.session_id, repr(now + settings.expire), settings.max_per_user, settings.user_index_ttl, *dead),
+            False,  # a retry after a lost reply would drop evicted ids without ending their sessions
         )
-        for member in evicted:
-            yield Call("destroy", session_key(settings.prefix, member.decode("ascii", "replace")), (), True)
-        return None
+        return [member.decode("ascii", "replace") for member in evicted]
 
     def _unindex(self, user_id: str, session_id: str) -> Operation[None]:
-        yield Call("user_index", user_index_key(self.settings.prefix, user_id), ("remove", session_id, 0, 0, 0), True)
+        yield Call("user_index", user_index_key(self.settings.prefix, user_id), ("remove", session_id), True)
         return None
+
+    def _user_of(self, raw: Optional[bytes]) -> Optional[str]:
+        """The user id stored in a session, or ``None`` (also for a damaged, non-UTF-8 one)."""
+        if not raw:
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            logger.warning("session %s: its bound user id is not UTF-8 text; ignoring it", fingerprint(self.session_id or ""))
+            return None
 
     def user_id(self) -> Operation[Optional[str]]:
         """The user this session is bound to, or ``None``."""
@@ -333,8 +406,7 @@ class SessionCore:
         if reply[0] != OK:
             self._forget(reply[0])
             return None
-        raw = reply[1][0]
-        return raw.decode("utf-8", "surrogateescape") if raw is not None else None
+        return self._user_of(reply[1][0])
 
     def flash(self, message: str, category: str) -> Operation[None]:
         """Queue a message for a later request (it survives redirects: it is in Redis)."""
@@ -365,11 +437,11 @@ class SessionCore:
                 "nothing was written"
             )
 
-    def flashes(self, categories: Tuple[str, ...]) -> Operation[List[Tuple[str, str]]]:
-        """Pop waiting messages (of ``categories`` if given) as ``[(category, message), ...]``."""
-        if self.session_id is None:
-            return []
-        reply = yield self._call("flashes", "old", *categories, idempotent=False)
+    def flashes(self, categories: Optional[Tuple[str, ...]]) -> Operation[List[Tuple[str, str]]]:
+        """Pop waiting messages (all, or those of ``categories``) as ``[(category, message), ...]``."""
+        if self.session_id is None or categories == ():
+            return []  # no session, or an empty list of categories: nothing can match
+        reply = yield self._call("flashes", "old", *(categories or ()), idempotent=False)
         if reply[0] != OK:
             self._forget(reply[0])
             return []
@@ -409,13 +481,17 @@ def _without(pairs: List[bytes], name: str) -> List[bytes]:
     return kept
 
 
-def categories_of(category: Union[str, Iterable[str], None]) -> Tuple[str, ...]:
-    """``None`` (all), one category, or several."""
+def categories_of(category: Union[str, Iterable[str], None]) -> Optional[Tuple[str, ...]]:
+    """``None`` (all), one category, or several (an empty list matches nothing)."""
     if category is None:
-        return ()
+        return None
     if isinstance(category, str):
         return (category,)
-    return tuple(category)
+    categories = tuple(category)
+    for name in categories:
+        if not isinstance(name, str):
+            raise TypeError(f"flash categories are str, got {type(name).__name__} {name!r}")
+    return categories
 
 
 def merge_updates(mapping: Optional[Mapping[str, Any]], keywords: Mapping[str, Any]) -> List[Tuple[str, Any]]:

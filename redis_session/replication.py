@@ -17,7 +17,7 @@ from .settings import SessionSettings
 logger = logging.getLogger("redis_session")
 
 #: The calls that end a session: with redis-wait-replicas they are followed by WAIT.
-ENDING_SCRIPTS = frozenset({"destroy"})
+ENDING_SCRIPTS = frozenset({"destroy", "take"})
 
 
 class WaitPolicy(NamedTuple):

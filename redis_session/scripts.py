@@ -69,6 +69,20 @@ local function open()
   return length
 end
 
+-- redis.call(command, key, ARGV[first..last]) in slices: Lua's unpack() fails past a few
+-- thousand values, and session-max-fields may be set that high. Slices hold an even number of
+-- arguments, so field/value pairs are never split. Returns the replies joined (for HMGET).
+local function in_slices(command, first, last)
+  local joined = {}
+  for start = first, last, 1000 do
+    local reply = redis.call(command, key, unpack(ARGV, start, math.min(start + 999, last)))
+    if type(reply) == 'table' then
+      for index = 1, #reply do joined[#joined + 1] = reply[index] end
+    end
+  end
+  return joined
+end
+
 local function user_field_count()
   local count = 0
   for _, name in ipairs(redis.call('HKEYS', key)) do
@@ -79,12 +93,12 @@ end
 """
 
 # ARGV[4] 'fields' (then field names), 'all' or 'names'. Used only with an absolute lifetime:
-# without one, a read is a plain EXPIRE + HMGET/HGETALL/HKEYS pipeline (see pipelined.py).
+# without one, a read is a plain EXPIRE + HMGET/HGETALL/HKEYS pipeline (see pipelines.py).
 READ = PRELUDE + """
 local length = open()
 if length <= 0 then return {length} end
 local what = ARGV[4]
-if what == 'fields' then return {1, redis.call('HMGET', key, unpack(ARGV, 5))} end
+if what == 'fields' then return {1, in_slices('HMGET', 5, #ARGV)} end
 if what == 'all' then return {1, redis.call('HGETALL', key)} end
 return {1, redis.call('HKEYS', key)}
 """
@@ -118,8 +132,8 @@ if clearing then
     if string.sub(name, 1, 5) ~= '__rs:' then redis.call('HDEL', key, name) end
   end
 end
-if #ARGV > pairs_end then redis.call('HDEL', key, unpack(ARGV, pairs_end + 1)) end
-if pairs_end > 6 then redis.call('HSET', key, unpack(ARGV, 7, pairs_end)) end
+if #ARGV > pairs_end then in_slices('HDEL', pairs_end + 1, #ARGV) end
+if pairs_end > 6 then in_slices('HSET', 7, pairs_end) end
 return {1}
 """
 
@@ -144,12 +158,24 @@ end
 return {1, result}
 """
 
+# The first half of regenerate(): read every field and delete the key in one atomic step, so a
+# logout (or revoke) that lands while the session moves cannot be undone by the copy, and a
+# write that lands after it goes to a new session instead of into a key about to vanish.
+# ARGV[3] is 'old'. Returns {1, flat field/value list}, or a status (0 gone, -4 corrupt).
+TAKE = PRELUDE + """
+local length = open()
+if length <= 0 then return {length} end
+local fields = redis.call('HGETALL', key)
+redis.call('DEL', key)
+return {1, fields}
+"""
+
 # Copy-then-delete is how regenerate() moves a session: RENAME fails across cluster slots.
 # ARGV[3] is 'copy'; ARGV[4..] the field/value pairs of the old session, creation time included,
 # so regeneration never extends the absolute deadline.
 COPY = PRELUDE + """
 if redis.call('EXISTS', key) == 1 then return {-1} end
-redis.call('HSET', key, unpack(ARGV, 4))
+in_slices('HSET', 4, #ARGV)
 -- a session created by bind_user() on a first visit starts its lifetime now
 redis.call('HSETNX', key, CREATED, redis.call('TIME')[1])
 local ttl = ttl_for_existing()
@@ -177,7 +203,18 @@ for _, name in ipairs(redis.call('HKEYS', key)) do
   if string.sub(name, 1, 11) == '__rs:flash:' then pending = pending + 1 end
 end
 if pending >= tonumber(ARGV[4]) then return {-2} end
-local sequence = redis.call('HINCRBY', key, '__rs:flashseq', 1)
+local sequence = redis.pcall('HINCRBY', key, '__rs:flashseq', 1)
+if type(sequence) ~= 'number' then
+  -- a damaged counter (not an integer): continue after the newest message still waiting
+  sequence = 0
+  for _, name in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(name, 1, 11) == '__rs:flash:' then
+      sequence = math.max(sequence, tonumber(string.sub(name, 12)) or 0)
+    end
+  end
+  sequence = sequence + 1
+  redis.call('HSET', key, '__rs:flashseq', sequence)
+end
 redis.call('HSET', key, string.format('__rs:flash:%012d', sequence), ARGV[5] .. '\\0' .. ARGV[6])
 return {1}
 """
@@ -221,22 +258,52 @@ return {1, popped}
 """
 
 # The per-user index: a sorted set of session ids scored by when each was last known to expire.
-# ARGV[1] 'add' or 'remove', ARGV[2] session id, ARGV[3] score, ARGV[4] most sessions kept
-# (0: no limit), ARGV[5] index TTL (0: none). Returns the ids evicted to honour the limit.
+# A session being bound is listed as 'pending:<id>' until its key exists (see
+# SessionCore.regenerate), so a concurrent revoke can see, and cancel, a login in flight.
+# ARGV[1] names the step:
+#   'members'                 -> {entry, score, entry, score, ...}
+#   'add', id, score, limit, ttl, dead entries...
+#                             -> drops the dead entries, lists 'pending:<id>', and returns the ids
+#                                evicted (oldest first) to keep at most limit entries (0: no
+#                                limit); ttl > 0 sets the index's TTL
+#   'confirm', id, old id     -> drops old id (if given) and turns 'pending:<id>' into id; 1 if it
+#                                was still listed, 0 if a revoke removed it meanwhile
+#   'remove', id              -> drops id (and 'pending:<id>')
+# A key of another type (damaged, or written by someone else) is replaced, never an error.
 USER_INDEX = """
 local key = KEYS[1]
-if ARGV[1] == 'remove' then
-  redis.call('ZREM', key, ARGV[2])
+local kind = redis.call('TYPE', key)['ok']
+if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', key) end
+local step = ARGV[1]
+if step == 'members' then return redis.call('ZRANGE', key, 0, -1, 'WITHSCORES') end
+if step == 'remove' then
+  redis.call('ZREM', key, ARGV[2], 'pending:' .. ARGV[2])
   return {}
 end
-redis.call('ZADD', key, ARGV[3], ARGV[2])
+if step == 'confirm' then
+  if ARGV[3] ~= '' then redis.call('ZREM', key, ARGV[3]) end
+  local score = redis.call('ZSCORE', key, 'pending:' .. ARGV[2])
+  if not score then return 0 end
+  -- add before removing: removing the only entry first would drop the key and its TTL
+  redis.call('ZADD', key, score, ARGV[2])
+  redis.call('ZREM', key, 'pending:' .. ARGV[2])
+  return 1
+end
+for index = 6, #ARGV do redis.call('ZREM', key, ARGV[index]) end
+redis.call('ZADD', key, ARGV[3], 'pending:' .. ARGV[2])
 local evicted = {}
 local limit = tonumber(ARGV[4])
 if limit > 0 then
   local excess = redis.call('ZCARD', key) - limit
   if excess > 0 then
-    evicted = redis.call('ZRANGE', key, 0, excess - 1)
-    for _, member in ipairs(evicted) do redis.call('ZREM', key, member) end
+    for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+      if excess <= 0 then break end
+      if string.sub(member, 1, 8) ~= 'pending:' then
+        redis.call('ZREM', key, member)
+        table.insert(evicted, member)
+        excess = excess - 1
+      end
+    end
   end
 end
 if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', key, ARGV[5]) end
@@ -247,6 +314,7 @@ SCRIPTS = {
     "read": READ,
     "write": WRITE,
     "incr": INCR,
+    "take": TAKE,
     "copy": COPY,
     "destroy": DESTROY,
     "flash": FLASH,

@@ -229,6 +229,18 @@ class SessionSettings:
         bounds = [seconds for seconds in (self.cookie_max_age, self.max_lifetime) if seconds > 0]
         return (min(bounds) / 86400 + 1 / 24) if bounds else 36500.0
 
+    @property
+    def user_index_ttl(self) -> int:
+        """Seconds a user's session index must outlive the latest ``bind_user`` (0: forever).
+
+        A session bound now is usable until its cookie signature or its absolute lifetime runs
+        out, and its key then lives at most one idle timeout longer; past that every entry the
+        index holds is dead, so the index may expire with it. Without either bound only pruning
+        (on every bind) keeps it small.
+        """
+        bounds = [seconds for seconds in (self.cookie_max_age, self.max_lifetime) if seconds > 0]
+        return min(bounds) + 3600 + self.expire if bounds else 0
+
 
 def normalise_name(name: str) -> str:
     """``cookie_secure``, ``COOKIE-SECURE`` and ``cookie-secure`` are the same setting."""

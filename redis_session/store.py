@@ -20,9 +20,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import pipelines
 from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
 from .errors import ConfigurationError, SessionUnavailableError
-from .plain_reads import PLAIN_READ, plain_read
 from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
 from .scripts import SCRIPTS
 from .settings import SessionSettings
@@ -113,8 +113,8 @@ class Store:
             raise
 
     def _run_script(self, call: Call) -> Any:
-        if call.script == PLAIN_READ:
-            return plain_read(self.client, call.key, call.args)
+        if call.script in pipelines.PIPELINES:
+            return pipelines.run(self.client, call.script, call.key, call.args)
         return self.scripts[call.script](keys=(call.key,), args=call.args)
 
     def _end_and_wait(self, call: Call) -> Any:

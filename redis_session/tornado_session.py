@@ -12,6 +12,7 @@ import datetime
 import logging
 import re
 import weakref
+from asyncio import Future
 from typing import TYPE_CHECKING, Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import tornado.web
@@ -224,6 +225,14 @@ class _SessionGlue(_MixinBase):
         self.add_header("Vary", "Cookie")
         if cookie.sent:
             self.set_header("Cache-Control", "private, no-store")
+
+    def flush(self, include_footers: bool = False) -> Future[None]:
+        """Send the headers; a response that sets or expires the session cookie stays private
+        even if the handler set ``Cache-Control: public`` after the session write."""
+        cookie = self._session_cookie
+        if cookie is not None and cookie.sent:
+            self.set_header("Cache-Control", "private, no-store")
+        return super().flush(include_footers)
 
     def _session_id_from_cookie(self, settings: SessionSettings) -> Optional[str]:
         """The id in a valid signed cookie, or ``None`` for a missing, oversized, unsigned,

@@ -7,12 +7,14 @@ skipping it, so a green CI always means the real-Redis tests ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from typing import List, Optional
 
@@ -100,3 +102,80 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class ReplyDroppingProxy:
+    """A loopback TCP proxy in front of a redis-server that can lose replies on purpose.
+
+    After :meth:`drop_next_replies` ``(n)``, the next ``n`` requests a client sends still reach
+    Redis (and run there), but their replies are thrown away and the client's connection is
+    closed, as when a connection dies after the command left: the client cannot tell whether
+    the command ran. That is the case where a retry would apply a command twice.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._drops = 0
+        self._lock = threading.Lock()
+        self._open: List[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def drop_next_replies(self, count: int = 1) -> None:
+        with self._lock:
+            self._drops = count
+
+    def close(self) -> None:
+        self._listener.close()
+        for connection in list(self._open):
+            with contextlib.suppress(OSError):
+                connection.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._open += [client, upstream]
+            dropping = threading.Event()
+            threading.Thread(target=self._requests, args=(client, upstream, dropping), daemon=True).start()
+            threading.Thread(target=self._replies, args=(upstream, client, dropping), daemon=True).start()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket, dropping: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                with self._lock:
+                    if self._drops > 0:
+                        self._drops -= 1
+                        dropping.set()
+                upstream.sendall(data)
+                if dropping.is_set():
+                    return  # the reply handler closes both sides once Redis has answered
+        with contextlib.suppress(OSError):
+            upstream.close()
+
+    def _replies(self, upstream: socket.socket, client: socket.socket, dropping: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                data = upstream.recv(65536)
+                if not data:
+                    break
+                if dropping.is_set():
+                    break  # Redis ran the command; the client never hears of it
+                client.sendall(data)
+        for connection in (client, upstream):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                connection.close()

@@ -475,3 +475,164 @@ def test_max_per_user_ends_the_oldest_session(make_session, make_settings, regis
     assert {info.handle for info in admin.sessions_for_user("alice")} == {
         session_handle(second.session_id), session_handle(third.session_id)
     }
+
+
+# -- races inside regenerate() and bind_user(), and damaged bookkeeping -------------------------
+
+
+def run_in_steps(session: Session, operation: Any) -> Any:
+    """Drive one session operation call by call, as the session does, but pause before each
+    Redis call (yielding it) so the test can act in the gap as a concurrent request would."""
+    execute = session._store.execute
+    try:
+        call = next(operation)
+        while True:
+            yield call
+            call = operation.send(execute(call))
+    except StopIteration:
+        return
+
+
+def test_a_write_during_regenerate_goes_to_a_new_session_of_its_own(make_session, redis_client, keys_of):
+    """Request B writes with the old id while request A regenerates: B's write lands in a new
+    session of B's, never in the key A is moving away (where it would vanish)."""
+    session = make_session()
+    session.user = "alice"
+    old_id = session.session_id
+    request_b = make_session(old_id)
+    steps = run_in_steps(session, session._core.regenerate())
+    next(steps)  # the first call (the move starts) is about to run
+    next(steps)  # it ran; the rest of the move is about to run
+
+    request_b.cart = "3 items"
+    for _ in steps:
+        pass
+
+    assert request_b.session_id not in (None, old_id, session.session_id)
+    assert request_b.cart.str == "3 items"
+    assert session.user.str == "alice" and session.cart.none
+    assert redis_client.exists(keys_of(old_id)) == 0
+
+
+def bound_keys(redis_client: Any, prefix: str, user: str) -> List[bytes]:
+    """Keys of live sessions bound to ``user``."""
+    return sorted(key for key in redis_client.scan_iter(match=f"{prefix}:sessions:*")
+                  if redis_client.hget(key, "__rs:user") == user.encode())
+
+
+@pytest.mark.parametrize("gap", range(6))
+def test_revoke_user_racing_a_sign_in_never_leaves_a_session_it_missed(
+    make_session, make_settings, registry, redis_client, keys_of, prefix, gap
+):
+    """revoke_user("alice") lands in any gap of a bind_user("alice"): a sign-in it saw listed is
+    ended, and one it did not see stays listed, so nothing bound escapes both."""
+    admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
+    session = make_session()
+    session.cart = "3 items"
+    listed = False  # has the new id been written to alice's index yet?
+    revoked_after_listing = False
+    for index, call in enumerate(run_in_steps(session, session._core.regenerate("alice"))):
+        if index == gap:
+            admin.revoke_user("alice")
+            revoked_after_listing = listed
+        if call.script == "user_index" and call.args[0] == "add":
+            listed = True
+    if gap >= index + 1:  # after the last call: an ordinary revoke of a finished sign-in
+        admin.revoke_user("alice")
+        revoked_after_listing = True
+
+    if revoked_after_listing:
+        assert session.user_id is None
+        assert bound_keys(redis_client, prefix, "alice") == []
+    else:
+        assert session.user_id == "alice"
+        assert bound_keys(redis_client, prefix, "alice") == [keys_of(session.session_id).encode()]
+        assert [info.session_id for info in admin.sessions_for_user("alice")] == [session.session_id]
+
+
+def test_max_per_user_counts_only_sessions_that_still_exist(make_session, make_settings, registry, redis_client, keys_of):
+    """With max_per_user=2, a session that expired no longer counts: a new sign-in ends no live session."""
+    first, second = (signed_in(make_session, "alice", max_per_user=2) for _ in range(2))
+    redis_client.delete(keys_of(second.session_id))  # as if it had expired
+
+    third = signed_in(make_session, "alice", max_per_user=2)
+
+    assert first.user_id == "alice" and first.visits.int == 1
+    admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
+    assert {info.session_id for info in admin.sessions_for_user("alice")} == {first.session_id, third.session_id}
+
+
+def test_a_users_index_expires_once_no_session_it_lists_can_be_used(make_session, redis_client, prefix):
+    """The user index gets a TTL: the cookie lifetime (or the absolute lifetime, if shorter) plus an hour plus the idle timeout."""
+    signed_in(make_session, "alice", expire=600)
+    assert 0 < redis_client.ttl(f"{prefix}:users:alice") <= 30 * 86400 + 3600 + 600
+
+    signed_in(make_session, "bob", expire=600, max_lifetime=7200)
+    assert 7200 < redis_client.ttl(f"{prefix}:users:bob") <= 7200 + 3600 + 600
+
+
+def test_a_damaged_user_index_is_replaced(make_session, make_settings, registry, redis_client, prefix):
+    """A user index key of the wrong type does not break sign-in or the session list: it is replaced."""
+    redis_client.set(f"{prefix}:users:alice", "not a sorted set")
+    admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
+    assert admin.sessions_for_user("alice") == []
+
+    session = signed_in(make_session, "alice")
+
+    assert [info.session_id for info in admin.sessions_for_user("alice")] == [session.session_id]
+
+
+def test_a_bound_user_id_that_is_not_utf8_reads_as_none_and_logout_still_works(make_session, redis_client, keys_of):
+    """A damaged (non-UTF-8) __rs:user reads as no user; destroy() and bind_user() still work."""
+    session = signed_in(make_session, "alice")
+    redis_client.hset(keys_of(session.session_id), "__rs:user", b"\xff\xfe")
+
+    assert session.user_id is None
+    session.bind_user("bob")
+    assert session.user_id == "bob"
+    old_id = session.session_id
+    redis_client.hset(keys_of(old_id), "__rs:user", b"\xff\xfe")
+    session.destroy()
+    assert session.session_id is None
+    assert redis_client.exists(keys_of(old_id)) == 0
+
+
+def test_a_damaged_flash_counter_does_not_stop_flash_messages(make_session, redis_client, keys_of):
+    """A flash counter that is not a number is rebuilt: new messages still queue, oldest first."""
+    session = make_session()
+    session.flash("one")
+    redis_client.hset(keys_of(session.session_id), "__rs:flashseq", "abc")
+    session.flash("two")
+    assert session.flashes() == [("message", "one"), ("message", "two")]
+
+
+def test_an_empty_list_of_flash_categories_takes_nothing(make_session):
+    """flashes([]) asks for no category: it returns [] and leaves every message waiting."""
+    session = make_session()
+    session.flash("Saved")
+    assert session.flashes([]) == []
+    assert session.flashes() == [("message", "Saved")]
+
+
+@pytest.mark.parametrize("user_id", ["", "\udcff"])
+def test_bind_user_refuses_an_unusable_user_id(make_session, redis_client, prefix, user_id):
+    """bind_user() with an empty or non-encodable user id raises ValueError and writes nothing."""
+    session = make_session()
+    with pytest.raises(ValueError, match="user id"):
+        session.bind_user(user_id)
+    assert all_keys(redis_client, prefix) == []
+
+
+@pytest.mark.parametrize("max_lifetime", [0, 3600])
+def test_sessions_with_thousands_of_fields_work_when_the_limit_allows_them(make_session, max_lifetime):
+    """With session-max-fields raised to 6000, writing, reading, loading and regenerating 5000 fields all work."""
+    session = make_session(max_fields=6000, max_lifetime=max_lifetime)
+    fields = {f"f{index}": str(index) for index in range(5000)}
+    session.update(fields)
+    names = sorted(fields)
+
+    assert [value.str for value in session.get_many(*names)] == [fields[name] for name in names]
+    session.regenerate()
+    assert {name: value.str for name, value in session.load().items()} == fields
+    session.delete(*names[:4000])
+    assert len(session) == 1000

@@ -1,4 +1,6 @@
-"""Reads of a session without an absolute lifetime: a two-command pipeline instead of a script.
+"""The calls a store runs as plain pipelines instead of scripts.
+
+``PLAIN_READ``: a read of a session without an absolute lifetime, a two-command pipeline.
 
 A read needs no branch on the server: ``EXPIRE`` both refreshes the TTL and says whether the
 session exists (0 for a missing key), and the ``HMGET``/``HGETALL``/``HKEYS`` after it either
@@ -12,6 +14,11 @@ depends on the creation time, so those reads stay in the ``read`` script.
 
 The reply has the script's shape, ``[status]`` or ``[status, data]``, so the session core cannot
 tell which ran.
+
+``LIVE_KEYS``: which of several session keys still exist (``EXISTS`` each, one round trip), for
+pruning a user's index of sessions that expired. The keys sit in different cluster slots, so no
+script could look at them together; a pipeline can (redis-py's cluster pipeline sends each
+command to the node that owns its key).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from typing import Any, List
 
 import redis
 
-#: The :attr:`~redis_session.store.Call.script` name stores run as a pipeline.
+#: :attr:`~redis_session.store.Call.script` names that stores run as pipelines.
 PLAIN_READ = "plain_read"
+LIVE_KEYS = "live_keys"
+PIPELINES = frozenset({PLAIN_READ, LIVE_KEYS})
 
 _GONE, _OK, _CORRUPT = 0, 1, -4
 
@@ -56,15 +65,38 @@ def reply_of(results: List[Any]) -> List[Any]:
     return [_OK, data]
 
 
-def plain_read(client: Any, key: str, args: Any) -> List[Any]:
-    """Run a plain read on a blocking client."""
-    pipeline = client.pipeline(transaction=False)
-    queue_read(pipeline, key, args)
-    return reply_of(pipeline.execute(raise_on_error=False))
+def queue(pipeline: Any, name: str, key: str, args: Any) -> None:
+    """Queue the commands of pipeline ``name`` (``LIVE_KEYS``: ``args`` are the keys)."""
+    if name == PLAIN_READ:
+        queue_read(pipeline, key, args)
+    else:
+        for session_key in args:
+            pipeline.exists(session_key)
 
 
-async def plain_read_async(client: Any, key: str, args: Any) -> List[Any]:
-    """Run a plain read on an asyncio client."""
+def reply(name: str, results: List[Any]) -> Any:
+    """The pipeline's replies in the shape the session core expects."""
+    if name == PLAIN_READ:
+        return reply_of(results)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [bool(result) for result in results]
+
+
+def run(client: Any, name: str, key: str, args: Any) -> Any:
+    """Run pipeline ``name`` on a blocking client."""
+    if name == LIVE_KEYS and not args:
+        return []
     pipeline = client.pipeline(transaction=False)
-    queue_read(pipeline, key, args)
-    return reply_of(await pipeline.execute(raise_on_error=False))
+    queue(pipeline, name, key, args)
+    return reply(name, pipeline.execute(raise_on_error=False))
+
+
+async def run_async(client: Any, name: str, key: str, args: Any) -> Any:
+    """Run pipeline ``name`` on an asyncio client."""
+    if name == LIVE_KEYS and not args:
+        return []
+    pipeline = client.pipeline(transaction=False)
+    queue(pipeline, name, key, args)
+    return reply(name, await pipeline.execute(raise_on_error=False))
