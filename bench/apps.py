@@ -15,6 +15,7 @@ library (pipelines, never MULTI/EXEC).
 from __future__ import annotations
 
 import argparse
+import contextvars
 import gc
 import json
 import secrets
@@ -81,11 +82,18 @@ class Counters:
 COUNTERS = Counters()
 
 
+#: Set while a connection says hello (HELLO, CLIENT SETINFO, SELECT) or checks its health (PING):
+#: that traffic comes with opening connections, not with requests, so it is not counted.
+HANDSHAKE: contextvars.ContextVar[bool] = contextvars.ContextVar("HANDSHAKE", default=False)
+
+
 def count_redis_traffic() -> None:
     """Count round trips (one per ``send_packed_command``: a single command or a whole pipeline)
     and commands (one per ``send_command``, ``len(commands)`` per ``pack_commands``) in redis-py's
     sync and asyncio connections, and time the sync ``read_response`` (the app blocked, waiting
-    for Redis). The same wrappers run for the library and the baselines."""
+    for Redis). The same wrappers run for the library and the baselines. Connection set-up and
+    health checks are left out (see HANDSHAKE): with 64 connections a pool still growing during
+    a measured window would otherwise add them to the requests."""
     import redis.asyncio.connection as async_connection
     import redis.connection as sync_connection
 
@@ -95,21 +103,46 @@ def count_redis_traffic() -> None:
         original_pack_commands = cls.pack_commands
 
         def send_packed_command(self: Any, command: Any, *args: Any, _original: Any = original_send_packed, **kwargs: Any) -> Any:
-            COUNTERS.sent(1, 0)
+            if not HANDSHAKE.get():
+                COUNTERS.sent(1, 0)
             return _original(self, command, *args, **kwargs)
 
         def send_command(self: Any, *args: Any, _original: Any = original_send_command, **kwargs: Any) -> Any:
-            COUNTERS.sent(0, 1)
+            if not HANDSHAKE.get():
+                COUNTERS.sent(0, 1)
             return _original(self, *args, **kwargs)
 
         def pack_commands(self: Any, commands: Any, _original: Any = original_pack_commands) -> Any:
             commands = list(commands)
-            COUNTERS.sent(0, len(commands))
+            if not HANDSHAKE.get():
+                COUNTERS.sent(0, len(commands))
             return _original(self, commands)
 
         cls.send_packed_command = send_packed_command
         cls.send_command = send_command
         cls.pack_commands = pack_commands
+
+    def sync_quietly(original: Any) -> Any:
+        def quiet(self: Any, *args: Any, **kwargs: Any) -> Any:
+            token = HANDSHAKE.set(True)
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                HANDSHAKE.reset(token)
+        return quiet
+
+    def async_quietly(original: Any) -> Any:
+        async def quiet(self: Any, *args: Any, **kwargs: Any) -> Any:
+            token = HANDSHAKE.set(True)
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                HANDSHAKE.reset(token)
+        return quiet
+
+    for name in ("on_connect_check_health", "check_health"):
+        setattr(sync_connection.AbstractConnection, name, sync_quietly(getattr(sync_connection.AbstractConnection, name)))
+        setattr(async_connection.AbstractConnection, name, async_quietly(getattr(async_connection.AbstractConnection, name)))
 
     original_read_response = sync_connection.AbstractConnection.read_response
 

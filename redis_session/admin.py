@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import redis
 
@@ -19,7 +20,7 @@ from .errors import SessionUnavailableError
 from .operations import PENDING_GRACE_SECONDS, PENDING_PREFIX
 from .scripts import CREATED_FIELD, USER_FIELD
 from .settings import SessionSettings
-from .store import Store, is_unavailable, session_key, stores, user_index_key
+from .store import STORE_ERRORS, Store, is_unavailable, session_key, stores, user_index_key
 
 T = TypeVar("T")
 
@@ -59,7 +60,7 @@ class SessionAdmin:
         try:
             self.store.follow_master_when_due()
             return action()
-        except redis.exceptions.RedisError as error:
+        except STORE_ERRORS as error:
             if is_unavailable(error):
                 raise SessionUnavailableError(self.store.name, error) from None
             raise
@@ -121,26 +122,111 @@ class SessionAdmin:
     # -- the whole store (what the admin command uses) ------------------------------------
 
     def primaries(self) -> List[Any]:
-        """One client per primary: every master of a cluster, or the single server."""
+        """One client per primary: every master of a cluster, or the single server.
+
+        Each client talks to its own node only, so a pipeline sent on it reads that node's keys
+        in one round trip (what SCAN on that node found lives there, barring a slot migration).
+        """
         client = self._client()
         get_primaries = getattr(client, "get_primaries", None)
         if get_primaries is None:
             return [client]
-        return [client.get_redis_connection(node) for node in get_primaries()]
+        return self._guard(lambda: [client.get_redis_connection(node) for node in get_primaries()])
 
     def scan_session_ids(self, count: int = 1000) -> Iterator[str]:
-        """Every session id under the prefix, scanning each primary in turn (never KEYS)."""
-        head = f"{self.settings.prefix}:sessions:"
-        pattern = glob_escape(head) + "*"
+        """Every session id under the prefix, scanning each primary in turn (never KEYS); ids come
+        out as each SCAN page arrives. SCAN may name a key twice."""
         for primary in self.primaries():
-            for key in self._scan(primary, pattern, count):
-                yield key.decode("utf-8", "replace")[len(head):]
+            for page in self.session_id_pages(primary, count):
+                yield from page
 
-    def _scan(self, primary: Any, pattern: str, count: int = 1000) -> List[bytes]:
-        return self._guard(lambda: list(primary.scan_iter(match=pattern, count=count)))
+    def session_id_pages(self, primary: Any, count: int = 1000) -> Iterator[List[str]]:
+        """The session ids on one primary, one SCAN page at a time."""
+        head = f"{self.settings.prefix}:sessions:"
+        for keys in self._scan_pages(primary, glob_escape(head) + "*", count):
+            yield [key.decode("utf-8", "replace")[len(head):] for key in keys]
+
+    def _scan_pages(self, primary: Any, pattern: str, count: int = 1000) -> Iterator[List[bytes]]:
+        """SCAN one primary page by page, each call guarded: a page is handed on as soon as it
+        arrives (a caller can show progress, and nothing holds the whole keyspace)."""
+        cursor = 0
+        while True:
+            cursor, keys = self._guard(partial(primary.scan, cursor, match=pattern, count=count))
+            if keys:
+                yield list(keys)
+            if not int(cursor):
+                return
+
+    def session_stats(self, primary: Any, session_ids: Sequence[str]) -> List[Tuple[int, int]]:
+        """``(ttl, bytes)`` of each session, read from ``primary`` in one round trip. A TTL of -2:
+        gone (or not readable); -1: no expiry. Bytes are 0 where MEMORY USAGE is not offered."""
+        keys = [session_key(self.settings.prefix, session_id) for session_id in session_ids]
+        if not keys:
+            return []
+        pipeline = primary.pipeline(transaction=False)
+        for key in keys:
+            pipeline.ttl(key)
+            pipeline.memory_usage(key)
+        replies = self._guard(lambda: pipeline.execute(raise_on_error=False))
+        ttls, used = replies[0::2], replies[1::2]
+        for position, key in enumerate(keys):
+            if isinstance(ttls[position], Exception):
+                # e.g. MOVED: the slot migrated since the scan; ask through the routing client
+                ttls[position] = self._guard(partial(self._client().ttl, key))
+        return [
+            (int(ttl) if isinstance(ttl, int) else -2, int(size) if isinstance(size, int) else 0)
+            for ttl, size in zip(ttls, used)
+        ]
+
+    def session_rows(self, primary: Any, session_ids: Sequence[str]) -> List[Dict[str, Any]]:
+        """What ``list`` shows of each session still there, read from ``primary`` in one round trip."""
+        keys = [session_key(self.settings.prefix, session_id) for session_id in session_ids]
+        if not keys:
+            return []
+        pipeline = primary.pipeline(transaction=False)
+        for key in keys:
+            pipeline.hmget(key, [USER_FIELD, CREATED_FIELD])
+            pipeline.ttl(key)
+        replies = self._guard(lambda: pipeline.execute(raise_on_error=False))
+        rows = []
+        for session_id, fields, ttl in zip(session_ids, replies[0::2], replies[1::2]):
+            if isinstance(fields, Exception) or not isinstance(ttl, int) or ttl == -2:
+                continue  # gone since the scan, moved away, or not a hash
+            user, created = fields
+            rows.append({
+                "session_id": session_id,
+                "handle": session_handle(session_id),
+                "user": user.decode("utf-8", "replace") if user is not None else None,
+                "created": float(created) if created is not None and created.isdigit() else None,
+                "ttl": int(ttl),
+            })
+        return rows
+
+    def user_index_pages(self, primary: Any, count: int = 1000) -> Iterator[List[Tuple[str, List[str]]]]:
+        """``(user id, index members)`` of the user indexes on one primary, a SCAN page at a time.
+        Members are session ids, or ``pending:...`` for a sign-in in flight."""
+        head = f"{self.settings.prefix}:users:"
+        for keys in self._scan_pages(primary, glob_escape(head) + "*", count):
+            pipeline = primary.pipeline(transaction=False)
+            for key in keys:
+                pipeline.zrange(key, 0, -1)
+            replies = self._guard(partial(pipeline.execute, raise_on_error=False))
+            yield [
+                (key.decode("utf-8", "replace")[len(head):], [member.decode("utf-8", "replace") for member in members])
+                for key, members in zip(keys, replies)
+                if not isinstance(members, Exception)  # another type, or moved away since the scan
+            ]
+
+    def key_type(self, session_id: str) -> str:
+        """The Redis type of the key a session id names (``"none"`` if no such key), to explain
+        why :meth:`show` or :meth:`delete` did not find a session there."""
+        key = session_key(self.settings.prefix, session_id)
+        kind = self._guard(partial(self._client().type, key))
+        return kind.decode("ascii", "replace") if isinstance(kind, bytes) else str(kind)
 
     def show(self, session_id: str) -> Optional[Dict[str, Any]]:
-        """Everything stored for one session (bookkeeping fields included), or ``None``."""
+        """Everything stored for one session (bookkeeping fields included), or ``None`` if there
+        is no hash at its key (:meth:`key_type` says what is there instead)."""
         def read() -> Optional[Dict[str, Any]]:
             client = self._client()
             key = session_key(self.settings.prefix, session_id)
@@ -155,30 +241,36 @@ class SessionAdmin:
         return self._guard(read)
 
     def delete(self, session_id: str) -> bool:
-        """End one session by id (and drop it from its user's index). ``True`` if it existed."""
+        """End one session by id (and drop it from its user's index). ``True`` if it existed;
+        ``False``, touching nothing, when its key is missing or is not a hash (as :meth:`show`)."""
         def delete() -> bool:
             client = self._client()
             key = session_key(self.settings.prefix, session_id)
-            user = client.hget(key, USER_FIELD) if client.type(key) == b"hash" else None
+            if client.type(key) != b"hash":
+                return False  # not a session: never delete a key this library did not write
+            user = client.hget(key, USER_FIELD)
             existed = bool(self.store.delete(key))
             if user:
                 client.zrem(user_index_key(self.settings.prefix, user.decode("utf-8", "replace")), session_id)
             return existed
         return self._guard(delete)
 
-    def purge(self) -> int:
-        """Delete every session and user index under the prefix. Returns how many keys went."""
+    def purge(self, on_page: Optional[Callable[[int], None]] = None) -> int:
+        """Delete every session and user index under the prefix. Returns how many keys went;
+        ``on_page(n)`` hears of each page of ``n`` deleted keys (for a progress display)."""
         deleted = 0
         for pattern in (f"{self.settings.prefix}:sessions:", f"{self.settings.prefix}:users:"):
             for primary in self.primaries():
-                keys = self._scan(primary, glob_escape(pattern) + "*")
-                for start in range(0, len(keys), 500):
-                    batch = keys[start:start + 500]
+                # deleting while scanning is safe: SCAN still returns every key that stays
+                for batch in self._scan_pages(primary, glob_escape(pattern) + "*", 500):
                     # one key per DEL: keys of a cluster primary may still sit in different slots
                     pipeline = primary.pipeline(transaction=False)
                     for key in batch:
                         pipeline.delete(key)
-                    deleted += sum(int(result) for result in self._guard(pipeline.execute))
+                    gone = sum(int(result) for result in self._guard(pipeline.execute))
+                    deleted += gone
+                    if on_page is not None:
+                        on_page(gone)
         return deleted
 
     def revoke_user(self, user_id: str, keep: Optional[str] = None) -> int:

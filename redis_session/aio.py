@@ -12,7 +12,6 @@ import asyncio
 import math
 import threading
 import time
-import weakref
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from .scripts import SCRIPTS
 from .settings import SessionSettings
 from .store import (
     MASTER_CHECK_SECONDS,
+    STORE_ERRORS,
     Call,
     check_retry,
     describe_url,
@@ -59,11 +59,11 @@ class AsyncStore:
         run = self._end_and_wait if self.wait.replicas and call.script in ENDING_SCRIPTS else self._run_script
         try:
             return await run(call)
-        except redis.exceptions.RedisError as error:
+        except STORE_ERRORS as error:
             check_retry(self.name, call, error)
         try:
             return await run(call)
-        except redis.exceptions.RedisError as error:
+        except STORE_ERRORS as error:
             raise_translated(self.name, error)
             raise
 
@@ -82,6 +82,13 @@ class AsyncStore:
             raise reply
         self.wait.check(self.name, acknowledged)
         return reply
+
+    async def aclose(self) -> None:
+        """Close the client's connections (and, behind sentinels, those to the sentinels)."""
+        manager = getattr(self._sentinel_pool, "sentinel_manager", None)
+        await self.client.aclose()
+        for sentinel in getattr(manager, "sentinels", ()):
+            await sentinel.aclose()
 
     async def follow_master(self) -> None:
         """Behind sentinels, move the pool to a new master (see Store.follow_master).
@@ -147,24 +154,38 @@ def async_nodes_client(address: NodesAddress, settings: SessionSettings) -> Any:
 
 
 class AsyncStoreRegistry:
-    """One asyncio store per URL and timeout *per event loop*: an asyncio connection belongs to
-    the loop that opened it, so a pool cannot be shared between loops."""
+    """One asyncio store per URL, timeout and WAIT policy *per event loop*: an asyncio
+    connection belongs to the loop that opened it, so a pool cannot be shared between loops.
+
+    Entries of loops that have been closed are dropped when a new loop first asks for a store
+    (their connections died with the loop). :meth:`aclose` closes the running loop's stores
+    cleanly, for code that makes and ends loops repeatedly (tests with a loop per test).
+    """
 
     def __init__(self) -> None:
-        self._stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Tuple[str, float, WaitPolicy], AsyncStore]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._stores: Dict[asyncio.AbstractEventLoop, Dict[Tuple[str, float, WaitPolicy], AsyncStore]] = {}
         self._lock = threading.Lock()
 
     def store_for(self, settings: SessionSettings) -> AsyncStore:
         loop = asyncio.get_running_loop()
         key = store_identity(settings)
         with self._lock:
-            per_loop = self._stores.setdefault(loop, {})
+            per_loop = self._stores.get(loop)
+            if per_loop is None:
+                for old_loop in [old_loop for old_loop in self._stores if old_loop.is_closed()]:
+                    del self._stores[old_loop]
+                per_loop = self._stores[loop] = {}
             store = per_loop.get(key)
             if store is None:
                 store = per_loop[key] = AsyncStore(settings.redis_url, make_async_client(settings), WaitPolicy.of(settings))
         return store
+
+    async def aclose(self) -> None:
+        """Close every store (connection pool) the running loop opened; later use opens new ones."""
+        with self._lock:
+            per_loop = self._stores.pop(asyncio.get_running_loop(), {})
+        for store in per_loop.values():
+            await store.aclose()
 
 
 #: Shared by the web integrations, like :data:`redis_session.store.stores`.
@@ -179,23 +200,29 @@ class AsyncSession:
     raises a ``TypeError`` instead of silently doing nothing.
     """
 
-    __slots__ = ("_core", "_store")
+    __slots__ = ("_core", "_store", "_lock")
     _core: SessionCore
     _store: AsyncStore
+    _lock: asyncio.Lock
 
     def __init__(self, store: AsyncStore, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie))
+        object.__setattr__(self, "_lock", asyncio.Lock())
 
     async def _run(self, operation: Operation[T]) -> T:
-        execute = self._store.execute
-        try:
-            call = next(operation)
-            while True:
-                call = operation.send(await execute(call))
-        except StopIteration as done:
-            result: T = done.value
-            return result
+        # One operation at a time: operations share the session's id, and two that ran
+        # interleaved (asyncio.gather on a new session) would each mint a session of their own.
+        # An uncontended lock costs no trip through the loop.
+        async with self._lock:
+            execute = self._store.execute
+            try:
+                call = next(operation)
+                while True:
+                    call = operation.send(await execute(call))
+            except StopIteration as done:
+                result: T = done.value
+                return result
 
     @property
     def session_id(self) -> Optional[str]:

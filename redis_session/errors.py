@@ -37,10 +37,17 @@ class SessionUnavailableError(RedisSessionError):
     request tries again, so the application recovers on its own when Redis is back.
     """
 
+    #: The cause's text is cut to this length: some redis-py errors embed a whole client repr
+    #: (over a kilobyte), and this message is the one log line each failed request gets.
+    CAUSE_TEXT_LIMIT = 200
+
     def __init__(self, store: str, cause: BaseException) -> None:
         self.store = store
         self.cause = cause
-        super().__init__(f"session store {store} is unavailable: {type(cause).__name__}: {cause}")
+        text = str(cause)
+        if len(text) > self.CAUSE_TEXT_LIMIT:
+            text = text[: self.CAUSE_TEXT_LIMIT - 3] + "..."
+        super().__init__(f"session store {store} is unavailable: {type(cause).__name__}: {text}")
 
 
 class SessionValueError(RedisSessionError, ValueError):

@@ -3,18 +3,22 @@
 The session object is the very same :class:`~redis_session.session.Session` the Tornado glue
 uses; this module only reads the ``SESSION_*`` config into :class:`SessionSettings`, signs the
 cookie with itsdangerous, and applies cookie changes to the response. State lives in
-``app.extensions["redis_session"]``, never in a global.
+``app.extensions["redis_session"]``, never in a global. The store is built on first use, not in
+``init_app``: building a Redis Cluster client already talks to the cluster, and an app factory
+must not fail (or block) because Redis is down while it starts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 import flask
 from itsdangerous import BadData, URLSafeTimedSerializer
 
+from .admin import SessionAdmin
 from .errors import ConfigurationError, SessionUnavailableError
 from .operations import is_valid_session_id
 from .session import Session
@@ -23,7 +27,7 @@ from .store import Store, stores
 
 logger = logging.getLogger("redis_session")
 
-__all__ = ["RedisSession", "setup_session", "config_key"]
+__all__ = ["RedisSession", "setup_session", "session_admin", "config_key"]
 
 EXTENSION_KEY = "redis_session"
 COOKIE_SALT = "redis_session.session-id"
@@ -41,12 +45,31 @@ def settings_from_config(config: Any) -> SessionSettings:
 
 
 class _FlaskSessions:
-    """What ``init_app`` resolved for one app: settings, store and cookie serializer."""
+    """What ``init_app`` resolved for one app: settings and cookie serializer; the store on first use."""
 
-    def __init__(self, settings: SessionSettings, store: Store, serializer: URLSafeTimedSerializer) -> None:
+    def __init__(self, settings: SessionSettings, serializer: URLSafeTimedSerializer) -> None:
         self.settings = settings
-        self.store = store
         self.serializer = serializer
+        self._store: Optional[Store] = None
+        self._store_lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        """The app's store, built by the first request that needs it.
+
+        :raises SessionUnavailableError: when building the client already needs the store and it
+            does not answer (a cluster client reads the slot map when it is created). Nothing is
+            remembered then, so the next request tries again and the app recovers on its own.
+        """
+        store = self._store
+        if store is None:
+            # Concurrent first requests wait for one build instead of each building a client
+            # (the registry then shares that client with every app on the same store).
+            with self._store_lock:
+                store = self._store
+                if store is None:
+                    store = self._store = stores.store_for(self.settings)
+        return store
 
     def session_id_from(self, raw: Optional[str]) -> Optional[str]:
         """The id in a valid signed cookie, or ``None`` for anything else ("no session")."""
@@ -109,7 +132,7 @@ def _sessions(app: flask.Flask) -> _FlaskSessions:
     try:
         sessions: _FlaskSessions = app.extensions[EXTENSION_KEY]
     except KeyError:
-        raise ConfigurationError("request.session was used on an app without setup_session(app)") from None
+        raise ConfigurationError("redis_session is not set up on this app; call setup_session(app) first") from None
     return sessions
 
 
@@ -121,34 +144,85 @@ class RedisSession:
             self.init_app(app)
 
     def init_app(self, app: flask.Flask) -> None:
-        """Resolve settings now (so misconfiguration fails at start-up) and hook the app."""
-        problems: List[str] = []
+        """Resolve settings now (so misconfiguration fails at start-up) and hook the app.
+
+        Nothing here talks to the store: it is built by the first request that uses a session.
+
+        :raises ConfigurationError: listing every problem with ``SECRET_KEY``,
+            ``SECRET_KEY_FALLBACKS`` and the ``SESSION_*`` keys.
+        """
+        if EXTENSION_KEY in app.extensions:
+            # A second set-up would hook the response twice (every Set-Cookie sent twice).
+            raise ConfigurationError("redis_session is already set up on this app; call setup_session(app) once")
         secret = app.config.get("SECRET_KEY")
-        if not secret:
-            problems.append("SECRET_KEY is not set; the session-id cookie is signed with it, so set "
-                            "app.config['SECRET_KEY'] to a long random value")
+        fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
+        problems = _secret_problems(secret, fallbacks)
         try:
             settings = settings_from_config(app.config)
         except ConfigurationError as error:
             problems.extend(error.problems)
         if problems:
             raise ConfigurationError(problems)
-        fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or []
         serializer = URLSafeTimedSerializer(
-            [*fallbacks, secret],  # itsdangerous signs with the last key, accepts them all
+            [*(fallbacks or ()), secret],  # itsdangerous signs with the last key, accepts them all
             salt=COOKIE_SALT,
             signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
         )
-        app.extensions[EXTENSION_KEY] = _FlaskSessions(settings, stores.store_for(settings), serializer)
+        app.extensions[EXTENSION_KEY] = _FlaskSessions(settings, serializer)
         if not issubclass(app.request_class, SessionRequestMixin):
             app.request_class = type("SessionRequest", (SessionRequestMixin, app.request_class), {})
         app.after_request(_apply_cookie)
         app.register_error_handler(SessionUnavailableError, _unavailable)
 
+    @staticmethod
+    def admin(app: Optional[flask.Flask] = None) -> SessionAdmin:
+        """:class:`~redis_session.SessionAdmin` on ``app``'s store (``current_app`` by default)."""
+        return session_admin(app)
+
+
+def _secret_problems(secret: Any, fallbacks: Any) -> List[str]:
+    """Why ``SECRET_KEY`` / ``SECRET_KEY_FALLBACKS`` cannot sign and check the session cookie."""
+    problems: List[str] = []
+    if not secret:
+        problems.append("SECRET_KEY is not set; the session-id cookie is signed with it, so set "
+                        "app.config['SECRET_KEY'] to a long random value")
+    elif not isinstance(secret, (str, bytes)):
+        problems.append(f"SECRET_KEY must be a str or bytes, got {type(secret).__name__}")
+    if fallbacks is not None and not _is_key_list(fallbacks):
+        # A plain string would be taken as a list of one-character keys, each of which anyone can
+        # sign with: refuse it rather than guess. The message names types only, never a secret.
+        if isinstance(fallbacks, (str, bytes)):
+            got = f"a single {type(fallbacks).__name__}; wrap it in a list"
+        elif isinstance(fallbacks, (list, tuple)):
+            got = "a list with an empty or non-text entry"
+        else:
+            got = f"a {type(fallbacks).__name__}"
+        problems.append(
+            "SECRET_KEY_FALLBACKS must be a list of old secret keys, each a non-empty str or bytes "
+            f"(such as ['old-secret']), got {got}"
+        )
+    return problems
+
+
+def _is_key_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(key, (str, bytes)) and key for key in value)
+
 
 def setup_session(app: flask.Flask) -> RedisSession:
     """Give ``app`` a ``request.session`` (the call redis-session 0.2.1 users know)."""
     return RedisSession(app)
+
+
+def session_admin(app: Optional[flask.Flask] = None) -> SessionAdmin:
+    """Per-user session management ("your sessions" pages, sign out everywhere) on the store of
+    ``app``, or of ``current_app`` inside a request: the Flask side of Tornado's
+    ``self.session_admin``.
+
+    :raises SessionUnavailableError: if the store has to be built now and does not answer (a 503
+        inside a request).
+    """
+    sessions = _sessions(app if app is not None else flask.current_app)
+    return SessionAdmin(sessions.settings, sessions.store)
 
 
 def _apply_cookie(response: flask.Response) -> flask.Response:
@@ -161,19 +235,10 @@ def _apply_cookie(response: flask.Response) -> flask.Response:
         return response
     sessions = _sessions(flask.current_app)
     settings = sessions.settings
-    attributes: Dict[str, Any] = {
-        "domain": settings.cookie_domain or None,
-        "path": settings.cookie_path,
-        "secure": settings.cookie_secure,
-        "httponly": settings.cookie_http_only,
-        "samesite": settings.cookie_samesite or None,
-    }
+    attributes = settings.cookie_attributes()
     if pending.action == "issue":
-        max_age = settings.cookie_max_age or None
-        if max_age and settings.max_lifetime:
-            max_age = min(max_age, settings.max_lifetime)
         response.set_cookie(settings.cookie_name, sessions.serializer.dumps(pending.session_id),
-                            max_age=max_age, **attributes)
+                            max_age=settings.cookie_max_age_for_new_sessions, **attributes)
     else:
         response.delete_cookie(settings.cookie_name, **attributes)
     response.headers["Cache-Control"] = "private, no-store"

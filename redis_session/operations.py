@@ -42,7 +42,11 @@ Number = Union[int, float]
 
 
 class CookieSink(Protocol):
-    """What the web glue does when the session id changes (the core never sees a response)."""
+    """What the web glue does when the session id changes (the core never sees a response).
+
+    A sink may set ``can_issue = False`` (a WebSocket, which cannot set cookies): the session is
+    then never created or given a new id, since no browser could learn the id.
+    """
 
     def issue(self, session_id: str) -> None:
         """Send a cookie carrying ``session_id``."""
@@ -254,8 +258,17 @@ class SessionCore:
     def _number(raw: Any, kind: str) -> Number:
         return int(raw) if kind == "int" else float(raw)
 
+    def _check_can_issue(self, action: str) -> None:
+        if not getattr(self.cookie, "can_issue", True):
+            raise RedisSessionError(
+                f"cannot {action} here: the new session id would have to be sent in a cookie, and a "
+                "WebSocket cannot set cookies; create the session (or regenerate it) in an ordinary "
+                "request, such as the page that opens the socket"
+            )
+
     def _create(self, script: str, *args: Any, idempotent: bool = True) -> Operation[Any]:
         """Mint an id and run ``script`` against the new key; send the cookie once it exists."""
+        self._check_can_issue("start a session")
         for _ in range(3):
             self._mint()
             reply = yield self._call(script, "new", *args, idempotent=idempotent)
@@ -301,6 +314,8 @@ class SessionCore:
         """
         if user_id is not None:
             check_user_id(user_id)
+        if self.session_id is not None or user_id is not None:
+            self._check_can_issue("bind a user" if user_id is not None else "regenerate the session")
         pairs: List[bytes] = []
         old_id = self.session_id
         if old_id is not None:

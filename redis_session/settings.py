@@ -11,7 +11,7 @@ Settings are resolved once per application into a frozen object; nothing here is
 from __future__ import annotations
 
 import dataclasses
-import math
+import importlib.util
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Tuple
@@ -27,6 +27,15 @@ SAMESITE_VALUES = {"lax": "Lax", "strict": "Strict", "none": "None", "": ""}
 # RFC 6265 cookie-name token: visible ASCII except separators.
 COOKIE_NAME_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 PREFIX_PATTERN = re.compile(r"[^\s{}]+")
+# A cookie Domain: host name labels (an IP address fits too), optionally with a leading dot.
+COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+# A cookie Path: visible ASCII without ';' or ',' (they would end or split the attribute).
+COOKIE_PATH_PATTERN = re.compile(r"/[\x21-\x2b\x2d-\x3a\x3c-\x7e]*")
+#: Longest duration accepted for any lifetime setting (about 68 years); Redis refuses TTLs whose
+#: expiry time in milliseconds does not fit 64 bits, which a typo like 10**18 would make.
+MAX_SECONDS = 2**31 - 1
+#: Longest Redis timeout accepted: an hour is already far past any useful wait for one reply.
+MAX_TIMEOUT_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -146,24 +155,39 @@ class SessionSettings:
     def problems(self, describe: Callable[[str], str]) -> List[str]:
         """Every reason these values cannot work, in flag order."""
         found: List[str] = []
+        from .addresses import describe_url, store_url_problems
+
         scheme = self.redis_url.split("://", 1)[0].lower() if "://" in self.redis_url else ""
         if scheme not in SUPPORTED_SCHEMES:
             found.append(
-                f"{describe('redis')}: {self.redis_url!r} is not a store URL; use one of "
+                f"{describe('redis')}: {describe_url(self.redis_url)!r} is not a store URL; use one of "
                 + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
             )
+        else:  # a bad cluster or sentinel URL fails here, at startup, not on the first request
+            found.extend(f"{describe('redis')}: {problem}" for problem in store_url_problems(self.redis_url))
+        if scheme == "memory" and importlib.util.find_spec("fakeredis") is None:
+            found.append(f"{describe('redis')}: memory:// needs fakeredis; install it with pip install 'redis_session[memory]'")
         if not PREFIX_PATTERN.fullmatch(self.prefix):
             found.append(f"{describe('redis-prefix')}: {self.prefix!r} must be non-empty, without spaces or braces")
-        if self.expire <= 0:
-            found.append(f"{describe('expire')}: must be a positive number of seconds, got {self.expire}")
-        if self.max_lifetime < 0:
-            found.append(f"{describe('max-lifetime')}: must be 0 (off) or a positive number of seconds, got {self.max_lifetime}")
+        if not 0 < self.expire <= MAX_SECONDS:
+            found.append(f"{describe('expire')}: must be a positive number of seconds up to {MAX_SECONDS}, got {self.expire}")
+        if not 0 <= self.max_lifetime <= MAX_SECONDS:
+            found.append(
+                f"{describe('max-lifetime')}: must be 0 (off) or a positive number of seconds up to {MAX_SECONDS}, "
+                f"got {self.max_lifetime}"
+            )
         if not COOKIE_NAME_PATTERN.fullmatch(self.cookie_name):
             found.append(f"{describe('cookie-id')}: {self.cookie_name!r} is not a valid cookie name")
-        if any(ch in self.cookie_domain for ch in " ;,\t\r\n"):
-            found.append(f"{describe('cookie-domain')}: {self.cookie_domain!r} is not a valid cookie domain")
-        if not self.cookie_path.startswith("/") or any(ch in self.cookie_path for ch in ";,\r\n"):
-            found.append(f"{describe('cookie-path')}: {self.cookie_path!r} must start with '/' and hold no ';' or ','")
+        if self.cookie_domain and not COOKIE_DOMAIN_PATTERN.fullmatch(self.cookie_domain):
+            found.append(
+                f"{describe('cookie-domain')}: {self.cookie_domain!r} is not a valid cookie domain "
+                "(ASCII host name labels such as example.com or .example.com; '' for host-only)"
+            )
+        if not COOKIE_PATH_PATTERN.fullmatch(self.cookie_path):
+            found.append(
+                f"{describe('cookie-path')}: {self.cookie_path!r} must start with '/' and hold only visible "
+                "ASCII characters other than ';' and ','"
+            )
         samesite = SAMESITE_VALUES.get(self.cookie_samesite.lower())
         if samesite is None:
             found.append(f"{describe('cookie-samesite')}: {self.cookie_samesite!r} must be Lax, Strict, None or ''")
@@ -172,10 +196,16 @@ class SessionSettings:
                 f"{describe('cookie-samesite')}: SameSite=None is only accepted by browsers together "
                 f"with Secure; enable {describe('cookie-secure')}"
             )
-        if self.cookie_max_age < 0:
-            found.append(f"{describe('cookie-max-age')}: must be 0 (browser session) or positive seconds, got {self.cookie_max_age}")
-        if not 0 < self.redis_timeout < math.inf:  # also refuses nan
-            found.append(f"{describe('redis-timeout')}: must be a positive, finite number of seconds, got {self.redis_timeout}")
+        if not 0 <= self.cookie_max_age <= MAX_SECONDS:
+            found.append(
+                f"{describe('cookie-max-age')}: must be 0 (browser session) or positive seconds up to {MAX_SECONDS}, "
+                f"got {self.cookie_max_age}"
+            )
+        if not 0 < self.redis_timeout <= MAX_TIMEOUT_SECONDS:  # also refuses nan
+            found.append(
+                f"{describe('redis-timeout')}: must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS:g}, "
+                f"got {self.redis_timeout}"
+            )
         if self.max_value_bytes <= 0:
             found.append(f"{describe('max-value-bytes')}: must be positive, got {self.max_value_bytes}")
         if self.max_fields <= 0:
@@ -193,8 +223,11 @@ class SessionSettings:
         replicas = self.redis_wait_replicas
         if replicas < 0:
             found.append(f"{describe('redis-wait-replicas')}: must be 0 (do not wait) or a number of replicas, got {replicas}")
-        if not self.redis_wait_timeout > 0:
-            found.append(f"{describe('redis-wait-timeout')}: must be a positive number of seconds, got {self.redis_wait_timeout}")
+        if not 0 < self.redis_wait_timeout <= MAX_TIMEOUT_SECONDS:  # also refuses nan
+            found.append(
+                f"{describe('redis-wait-timeout')}: must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS:g}, "
+                f"got {self.redis_wait_timeout}"
+            )
         elif replicas > 0 and self.redis_wait_timeout >= self.redis_timeout:
             found.append(
                 f"{describe('redis-wait-timeout')}: {self.redis_wait_timeout} s must be shorter than "
@@ -240,6 +273,29 @@ class SessionSettings:
         """
         bounds = [seconds for seconds in (self.cookie_max_age, self.max_lifetime) if seconds > 0]
         return min(bounds) + 3600 + self.expire if bounds else 0
+
+    @property
+    def cookie_max_age_for_new_sessions(self) -> int | None:
+        """``Max-Age`` of the cookie set when a session is created or regenerated (``None``: a
+        browser-session cookie): the cookie lifetime, capped by the absolute session lifetime,
+        since a cookie that outlives its session only sends a dead id."""
+        if not self.cookie_max_age:
+            return None
+        if self.max_lifetime:
+            return min(self.cookie_max_age, self.max_lifetime)
+        return self.cookie_max_age
+
+    def cookie_attributes(self) -> Dict[str, Any]:
+        """The session cookie's attributes as keyword arguments of both Tornado's and Werkzeug's
+        ``set_cookie``: ``domain``, ``path``, ``secure``, ``httponly``, ``samesite`` (``None``
+        omits an attribute). The same values must also expire the cookie, or browsers keep it."""
+        return {
+            "domain": self.cookie_domain or None,
+            "path": self.cookie_path,
+            "secure": self.cookie_secure,
+            "httponly": self.cookie_http_only,
+            "samesite": self.cookie_samesite or None,
+        }
 
 
 def normalise_name(name: str) -> str:

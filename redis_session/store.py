@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Tuple, Type
 from urllib.parse import urlsplit
 
 import redis
@@ -38,8 +38,17 @@ UNAVAILABLE_ERRORS: Tuple[type, ...] = (
     redis.exceptions.TryAgainError,
     redis.exceptions.SlotNotCoveredError,
     redis.exceptions.ClusterError,  # e.g. "TTL exhausted" while a cluster reshapes itself
+    redis.exceptions.OutOfMemoryError,  # maxmemory reached: the store cannot take writes now
 )
-_ORIGINAL_UNAVAILABLE_MESSAGES = ("MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "NOREPLICAS")
+# MISCONF: Redis refuses writes because it cannot save its snapshot (a full disk, say).
+_ORIGINAL_UNAVAILABLE_MESSAGES = ("MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "NOREPLICAS", "BUSY ", "MISCONF")
+#: What a store call can raise. redis-py's cluster client reports an unreachable cluster with
+#: RedisClusterException, which is not a RedisError, so both must be caught everywhere.
+STORE_ERRORS: Tuple[Type[Exception], ...] = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+# RedisClusterException messages (and causes) that mean "no node answers", not a usage error.
+_UNREACHABLE_CLUSTER_MESSAGES = (
+    "Redis Cluster cannot be connected", "All slots are not covered", "startup_nodes could not agree",
+)
 #: How often a sentinel store asks the sentinels who the master is (see Store.follow_master).
 MASTER_CHECK_SECONDS = 1.0
 
@@ -68,6 +77,10 @@ def is_unavailable(error: BaseException) -> bool:
     """Whether a Redis error means the store is down or failing over (answer 503, retry later)."""
     if isinstance(error, UNAVAILABLE_ERRORS):
         return True
+    if isinstance(error, redis.exceptions.RedisClusterException):
+        return isinstance(error, redis.exceptions.SlotNotCoveredError) or str(error).startswith(
+            _UNREACHABLE_CLUSTER_MESSAGES
+        ) or isinstance(error.__cause__, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
     return isinstance(error, redis.exceptions.ResponseError) and str(error).startswith(
         _ORIGINAL_UNAVAILABLE_MESSAGES
     )
@@ -76,22 +89,30 @@ def is_unavailable(error: BaseException) -> bool:
 def describe_url(url: str) -> str:
     """The store URL without any password, for messages and logs.
 
-    Split by hand rather than through ``urlsplit(url).port``: cluster and sentinel URLs name
-    several ``host:port`` pairs, which ``urlsplit`` refuses as a port.
+    Split by :func:`redis_session.addresses.split_url`, the rule the URL parsers use, so that the
+    name never shows a part of the URL that a parser reads as a password.
     """
-    parts = urlsplit(url)
-    hosts = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{hosts}{parts.path}"
+    from .addresses import describe_url as describe  # the one splitting rule lives there
+
+    return describe(url)
 
 
 class Store:
-    """A client with the session scripts registered once on it."""
+    """A client with the session scripts registered once on it.
 
-    def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT) -> None:
+    ``stall_pause``: after a call times out, further calls fail at once (503) for this many
+    seconds instead of each waiting out its own timeout. A blocking handler holds the IOLoop
+    while it waits, so without the pause requests queued behind a stalled Redis would wait one
+    timeout each, in turn (the tenth ten timeouts). The next call after the pause asks Redis again.
+    """
+
+    def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT, stall_pause: float = 0.0) -> None:
         self.url = url
         self.name = describe_url(url)
         self.client = client
         self.wait = wait
+        self.stall_pause = stall_pause
+        self._quiet_until = 0.0
         self.scripts: Dict[str, Any] = {name: client.register_script(source) for name, source in SCRIPTS.items()}
         self._sentinel_pool = sentinel_pool(client)
         # math.inf: stores that are not behind sentinels never check (one float compare per call)
@@ -99,18 +120,29 @@ class Store:
 
     def execute(self, call: Call) -> Any:
         """Run one call; store faults become :class:`SessionUnavailableError`."""
-        if self._next_master_check <= time.monotonic():
+        now = time.monotonic()
+        if now < self._quiet_until:
+            raise SessionUnavailableError(self.name, redis.exceptions.TimeoutError(
+                f"no reply within the timeout a moment ago; not asked again for {self.stall_pause:g} s"
+            ))
+        if self._next_master_check <= now:
             self.follow_master()
         run = self._end_and_wait if self.wait.replicas and call.script in ENDING_SCRIPTS else self._run_script
         try:
             return run(call)
-        except redis.exceptions.RedisError as error:
+        except STORE_ERRORS as error:
+            self._note_stall(error)
             check_retry(self.name, call, error)
         try:
             return run(call)
-        except redis.exceptions.RedisError as error:
+        except STORE_ERRORS as error:
+            self._note_stall(error)
             raise_translated(self.name, error)
             raise
+
+    def _note_stall(self, error: Exception) -> None:
+        if self.stall_pause and isinstance(error, redis.exceptions.TimeoutError):
+            self._quiet_until = time.monotonic() + self.stall_pause
 
     def _run_script(self, call: Call) -> Any:
         if call.script in pipelines.PIPELINES:
@@ -172,7 +204,7 @@ class Store:
             pass
 
 
-def check_retry(store_name: str, call: Call, error: redis.exceptions.RedisError) -> None:
+def check_retry(store_name: str, call: Call, error: Exception) -> None:
     """Return if ``call`` may be sent once more after ``error``; raise otherwise.
 
     Retries are off in the client (a timed-out incr may have been applied, and sending it again
@@ -186,15 +218,24 @@ def check_retry(store_name: str, call: Call, error: redis.exceptions.RedisError)
     raise error
 
 
-def raise_translated(store_name: str, error: redis.exceptions.RedisError) -> None:
+def raise_translated(store_name: str, error: Exception) -> None:
     """Raise :class:`SessionUnavailableError` for an outage; return for anything else."""
     if is_unavailable(error):
         raise SessionUnavailableError(store_name, error) from None
 
 
 def connect(settings: SessionSettings) -> Store:
-    """A new store for ``settings.redis_url``. Most code wants :meth:`StoreRegistry.store_for`."""
-    return Store(settings.redis_url, make_client(settings), WaitPolicy.of(settings))
+    """A new store for ``settings.redis_url``. Most code wants :meth:`StoreRegistry.store_for`.
+
+    :raises SessionUnavailableError: when building the client already needs the store and it
+        does not answer (redis-py's cluster client reads the slot map when it is created).
+    """
+    try:
+        client = make_client(settings)
+    except STORE_ERRORS as error:
+        raise_translated(describe_url(settings.redis_url), error)
+        raise
+    return Store(settings.redis_url, client, WaitPolicy.of(settings), stall_pause=settings.redis_timeout)
 
 
 def make_client(settings: SessionSettings) -> Any:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime
 import logging
-import re
 import weakref
 from asyncio import Future
 from typing import TYPE_CHECKING, Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import tornado.web
+import tornado.websocket
 from tornado.options import OptionParser, options
 
 from .admin import SessionAdmin
@@ -65,6 +65,11 @@ def resolve_settings(application_settings: Mapping[str, Any], parser: OptionPars
     if not isinstance(overrides, Mapping):
         problems.append(f"the Application setting redis_session must be a dict, got {type(overrides).__name__}")
         overrides = {}
+    for name in overrides:
+        if not isinstance(name, str):
+            problems.append(f"the Application setting redis_session has a key {name!r}; keys are setting names (str)")
+    # None means "not overridden": the flag's value stands, as if the key were not there
+    overrides = {name: value for name, value in overrides.items() if isinstance(name, str) and value is not None}
     values.update({normalise_name(name): value for name, value in overrides.items()})
 
     def describe(name: str) -> str:
@@ -111,13 +116,25 @@ def _cookie_secret_problems(application_settings: Mapping[str, Any]) -> List[str
 
 
 class _ApplicationSessions:
-    """What one Application resolved on first use: its settings and its (shared) store."""
+    """What one Application resolved on first use: its settings and its (shared) store.
 
-    __slots__ = ("settings", "store")
+    The blocking store is built on first use only: coroutine handlers never need it, and
+    building a cluster client already talks to the cluster, which would block the IOLoop (and,
+    with the cluster down, fail: that failure is a 503 and the next request tries again).
+    """
 
-    def __init__(self, settings: SessionSettings, store: Store) -> None:
+    __slots__ = ("settings", "_store")
+
+    def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
-        self.store = store
+        self._store: Optional[Store] = None
+
+    @property
+    def store(self) -> Store:
+        store = self._store
+        if store is None:
+            store = self._store = stores.store_for(self.settings)
+        return store
 
 
 # Keyed by Application, so two Applications in one process keep separate settings, and an
@@ -129,7 +146,7 @@ def sessions_for(application: tornado.web.Application) -> _ApplicationSessions:
     resolved = _resolved.get(application)
     if resolved is None:
         settings = resolve_settings(application.settings)
-        resolved = _resolved[application] = _ApplicationSessions(settings, stores.store_for(settings))
+        resolved = _resolved[application] = _ApplicationSessions(settings)
     return resolved
 
 
@@ -141,13 +158,16 @@ class _TornadoCookie:
     garbage collector frees (measured: about 15% of the throughput of a session-free page).
     """
 
-    __slots__ = ("_handler", "settings", "sent")
+    __slots__ = ("_handler", "settings", "sent", "can_issue")
 
     def __init__(self, handler: tornado.web.RequestHandler, settings: SessionSettings) -> None:
         self._handler = weakref.ref(handler)
         self.settings = settings
         #: True once this response sets or expires the session cookie (it must then stay private).
         self.sent = False
+        #: A WebSocket cannot set cookies (Tornado refuses set_cookie on one): its session can be
+        #: read and written, but not created or given a new id (see SessionCore).
+        self.can_issue = not isinstance(handler, tornado.websocket.WebSocketHandler)
 
     @property
     def handler(self) -> tornado.web.RequestHandler:
@@ -157,28 +177,21 @@ class _TornadoCookie:
         return handler
 
     def _attributes(self) -> Dict[str, Any]:
-        settings = self.settings
-        return {
-            "domain": settings.cookie_domain or None,
-            "path": settings.cookie_path,
-            "secure": settings.cookie_secure,
-            "httponly": settings.cookie_http_only,
-            "samesite": settings.cookie_samesite or None,
-        }
+        return self.settings.cookie_attributes()
 
     def issue(self, session_id: str) -> None:
-        max_age = self.settings.cookie_max_age or None
-        if max_age and self.settings.max_lifetime:
-            max_age = min(max_age, self.settings.max_lifetime)
         # expires_days=None: the lifetime is Max-Age alone (or a browser-session cookie).
         self.handler.set_signed_cookie(
-            self.settings.cookie_name, session_id, expires_days=None, max_age=max_age, **self._attributes()
+            self.settings.cookie_name, session_id, expires_days=None,
+            max_age=self.settings.cookie_max_age_for_new_sessions, **self._attributes()
         )
         self.sent = True
         # A response that sets a session cookie must never be stored by a shared cache.
         self.handler.set_header("Cache-Control", "private, no-store")
 
     def expire(self) -> None:
+        if not self.can_issue:
+            return  # a WebSocket: the browser keeps a cookie naming a session that is gone, which reads as none
         handler = self.handler
         name = self.settings.cookie_name
         past = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -348,7 +361,8 @@ class AsyncSessionMixin(_SessionGlue):
 
 def cookie_count(header: str, name: str) -> int:
     """How many cookies called ``name`` a Cookie header carries."""
-    return sum(1 for chunk in re.split(r"[;,]", header) if chunk.split("=", 1)[0].strip() == name)
+    # ";" only, as Tornado itself splits: a "," may sit inside another cookie's value
+    return sum(1 for chunk in header.split(";") if chunk.split("=", 1)[0].strip() == name)
 
 
 def sent_more_than_once(header: str, name: str) -> bool:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import re
 import sys
 from typing import Any, Optional
 
 TRUE_WORDS = frozenset({b"1", b"true", b"yes", b"on"})
+# What .int accepts: decimal digits with an optional sign (and the spaces Python's int() allows).
+# Python's int() would also take "1_000" and other spellings no writer of this library produces.
+INTEGER_TEXT = re.compile(rb"\s*[+-]?[0-9]+\s*")
 
 
 class Value:
@@ -44,22 +48,26 @@ class Value:
     @property
     def int(self) -> builtins.int:
         """The field as an integer; ``0`` when absent or not an integer."""
-        if self.raw is None:
+        raw = self.raw
+        if raw is None or INTEGER_TEXT.fullmatch(raw) is None:
             return 0
         try:
-            return int(self.raw)
-        except ValueError:
+            return int(raw)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
             return 0
 
     @property
     def float(self) -> builtins.float:
-        """The field as a float; ``0.0`` when absent or not a number."""
-        if self.raw is None:
+        """The field as a float; ``0.0`` when absent, not a number, or not finite (``nan``, ``inf``:
+        writing them is refused too, so such text was not written as a number by this library)."""
+        raw = self.raw
+        if raw is None or b"_" in raw:
             return 0.0
         try:
-            return float(self.raw)
+            number = float(raw)
         except ValueError:
             return 0.0
+        return number if math.isfinite(number) else 0.0
 
     @property
     def bool(self) -> builtins.bool:
@@ -75,8 +83,8 @@ class Value:
             return {}
         try:
             return json.loads(self.raw)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError both derive from it
-            return {}
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors;
+            return {}                         # nesting deeper than Python's stack is a RecursionError
 
     def __eq__(self, other: object) -> builtins.bool:
         if isinstance(other, Value):
@@ -138,7 +146,7 @@ def encode(name: str, value: Any) -> Optional[bytes]:
         try:
             text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
             return text.encode("utf-8")
-        except (TypeError, ValueError, UnicodeEncodeError) as error:
+        except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as error:
             raise TypeError(f"session field {name!r}: the {type(value).__name__} is not JSON-serialisable: {error}") from None
     raise TypeError(
         f"session field {name!r}: cannot store a {type(value).__name__}; store str, bytes, int, "

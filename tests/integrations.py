@@ -73,9 +73,11 @@ class Operation:
             raise AttributeError(f"{name!r} is not writable as an attribute of a session; use session[{name!r}]")
         if kind == "call":
             result = getattr(session, name)(*self.args, **self.kwargs)
+        elif kind == "getattr" and hasattr(AsyncSession, name):
+            result = getattr(session, name)
+            if inspect.iscoroutinefunction(getattr(AsyncSession, name)):
+                result = result()  # a blocking property (user_id) is a coroutine method here
         elif kind in ("getattr", "getitem"):
-            if kind == "getattr" and hasattr(AsyncSession, name):
-                return getattr(session, name)
             result = session.get(name)
         elif kind in ("setattr", "setitem"):
             result = session.set(name, self.args[0])

@@ -23,9 +23,10 @@ import tornado.web
 from redis_session.errors import SessionLimitError
 from redis_session.settings import SessionSettings
 from redis_session.store import StoreRegistry
-from redis_session.tornado_session import SessionHandler
+from redis_session.tornado_session import AsyncSessionHandler, SessionHandler
 from tests.conftest import COOKIE_SECRET, app_settings
 from tests.redis_servers import RedisServer
+from tests.test_example import ASYNC_EXAMPLE, EXAMPLE_SECRET, RunningExample
 from tests.web import Browser, LiveServer, Response
 
 COOKIE = "session-id"
@@ -560,18 +561,44 @@ def test_ten_thousand_sessionless_requests_create_no_keys(serve, own_redis_serve
     assert client.dbsize() == before
 
 
-def test_fifty_concurrent_writes_of_different_fields_all_land(serve, redis_server, prefix, store):
-    """50 requests writing different fields of one session at the same time lose none of them."""
-    server = start(serve, redis_server.url, prefix)
-    browser = server.browser()
+class AsyncNote(AsyncSessionHandler):
+    async def post(self) -> None:
+        await self.session.set("note", self.request.body.decode("utf-8"))
+        self.write("saved")
+
+
+class AsyncField(AsyncSessionHandler):
+    async def post(self, name: str) -> None:
+        await self.session.set(name, name.upper())
+        self.write("ok")
+
+
+ASYNC_HANDLERS = [("/note", AsyncNote), (r"/field/(\w+)", AsyncField)]
+
+
+def concurrent_servers(serve: Callable[..., LiveServer], redis_url: str, prefix: str, kind: str) -> List[LiveServer]:
+    """Servers whose requests really overlap: coroutine handlers on one IOLoop (interleaved at
+    every Redis round trip), or blocking handlers on two servers, each on its own thread."""
+    if kind == "async":
+        return [serve(ASYNC_HANDLERS, cookie_secret=COOKIE_SECRET, redis_session=app_settings(redis_url, prefix))]
+    return [start(serve, redis_url, prefix) for _ in range(2)]
+
+
+@pytest.mark.parametrize("kind", ["async", "two sync servers"])
+def test_fifty_concurrent_writes_of_different_fields_all_land(serve, redis_server, prefix, store, kind):
+    """50 requests writing different fields of one session at the same time lose none of them and start no other session."""
+    servers = concurrent_servers(serve, redis_server.url, prefix, kind)
+    browser = servers[0].browser()
     browser.post("/note", b"start")
 
-    def write(index: int) -> int:
-        return new_browser(server, browser.cookies).post(f"/field/f{index}").status
+    def write(index: int) -> Response:
+        return new_browser(servers[index % len(servers)], browser.cookies).post(f"/field/f{index}")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=25) as pool:
-        assert list(pool.map(write, range(50))) == [200] * 50
+        responses = list(pool.map(write, range(50)))
 
+    assert [response.status for response in responses] == [200] * 50
+    assert not any(response.set_cookies for response in responses)
     client = store(redis_server.url)
     assert session_keys(client, prefix) == [key(prefix, session_id_of(browser)).encode()]
     fields = client.hgetall(key(prefix, session_id_of(browser)))
@@ -579,31 +606,42 @@ def test_fifty_concurrent_writes_of_different_fields_all_land(serve, redis_serve
     assert fields[b"note"] == b"start"
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_two_hundred_concurrent_incr_give_exactly_two_hundred(serve, redis_server, prefix, processes):
-    """200 concurrent incr requests on one session count exactly 200, also spread over two app servers."""
-    servers = [start(serve, redis_server.url, prefix) for _ in range(processes)]
-    browser = servers[0].browser()
-    assert browser.post("/count").text == "1"
+def test_two_hundred_concurrent_incr_across_two_server_processes_give_exactly_two_hundred(redis_server, prefix, tmp_path):
+    """200 concurrent visits of one session, spread over two processes of examples/tornado_async_counter.py, count exactly 200."""
+    examples = [
+        RunningExample([f"--session-redis={redis_server.url}", f"--session-redis-prefix={prefix}", "--logging=none"],
+                       tmp_path / f"example-{index}.log", script=ASYNC_EXAMPLE)
+        for index in range(2)
+    ]
+    try:
+        browser = examples[0].browser()
+        assert "atomically:1" in examples[0].first_page(browser).text
+        examples[1].first_page(examples[1].browser())  # up, on a session of its own
 
-    def incr(index: int) -> str:
-        response = new_browser(servers[index % processes], browser.cookies).post("/count")
-        assert response.status == 200
-        return response.text
+        def visit(index: int) -> int:
+            response = new_browser(examples[index % 2], browser.cookies).get("/")
+            assert response.status == 200
+            return int(response.text.rsplit("atomically:", 1)[1])
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
-        counts = list(pool.map(incr, range(199)))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            visits = list(pool.map(visit, range(200)))
+    finally:
+        for example in examples:
+            example.terminate()
 
-    assert sorted(int(count) for count in counts) == list(range(2, 201))
-    assert new_browser(servers[-1], browser.cookies).post("/count").text == "201"
+    assert sorted(visits) == list(range(2, 202))
+    client = redis_server.client()
+    assert client.hget(key(prefix, session_id_of(browser, EXAMPLE_SECRET)), "visits") == b"201"
+    client.close()
 
 
-def test_a_hundred_parallel_first_visits_get_a_hundred_sessions(serve, redis_server, prefix, store):
+@pytest.mark.parametrize("kind", ["async", "two sync servers"])
+def test_a_hundred_parallel_first_visits_get_a_hundred_sessions(serve, redis_server, prefix, store, kind):
     """100 cookieless first writes at once get 100 distinct ids and 100 keys."""
-    server = start(serve, redis_server.url, prefix)
+    servers = concurrent_servers(serve, redis_server.url, prefix, kind)
 
     def first_visit(index: int) -> Optional[str]:
-        response = server.browser().post("/note", f"visitor {index}".encode())
+        response = servers[index % len(servers)].browser().post("/note", f"visitor {index}".encode())
         assert response.status == 200
         return issued_id(response)
 
@@ -629,7 +667,7 @@ def test_a_timed_out_incr_is_never_sent_twice(serve, own_redis_server: RedisServ
     assert stalled.status == 503
     assert stalled.header("Retry-After") == "1"
 
-    time.sleep(0.2)  # let the resumed server work through what it received while frozen
+    time.sleep(0.4)  # let the resumed server catch up, and the store's stall pause (one timeout) pass
     # the frozen server still held the one incr that was sent, and ran it once on resume
     assert store(own_redis_server.url).hget(counter_key, "count") == b"2"
     assert browser.post("/count").text == "3"

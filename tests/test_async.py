@@ -3,7 +3,9 @@ blocking one. (The Session API itself runs for async handlers in the shared beha
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import random
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from redis_session.tornado_session import AsyncSessionHandler, SessionHandler
-from tests.conftest import app_settings
+from tests.conftest import RecordingCookie, app_settings
 from tests.redis_servers import RedisServer, free_port
 from tests.web import Browser
 
@@ -151,3 +153,83 @@ def test_the_async_example_counts(store, redis_server, prefix):
     finally:
         process.terminate()
         process.wait(10)
+
+
+# -- the asyncio store registry and one session used by several coroutines at once ---------------
+
+
+def test_each_event_loop_gets_one_store_and_closed_loops_are_let_go(prefix):
+    """Within one loop every session of a store shares one AsyncStore; a new loop gets its own,
+    and the entries of closed loops are dropped."""
+    from redis_session.aio import AsyncStoreRegistry
+    from redis_session.settings import SessionSettings
+
+    registry = AsyncStoreRegistry()
+    settings = SessionSettings(redis_url=f"memory://{prefix}", prefix=prefix)
+
+    async def stores_of_one_loop():
+        return registry.store_for(settings), registry.store_for(settings)
+
+    seen = []
+    for _ in range(5):
+        first, again = asyncio.run(stores_of_one_loop())
+        assert first is again
+        seen.append(first)
+    assert len({id(store) for store in seen}) == 5
+    assert len(registry._stores) == 1  # only the last loop's entry is left
+
+
+def test_aclose_closes_the_running_loops_stores(redis_server, prefix):
+    """await registry.aclose() closes the loop's connection pools; a later session opens new ones and works."""
+    from redis_session.aio import AsyncSession, AsyncStoreRegistry
+    from redis_session.settings import SessionSettings
+
+    registry = AsyncStoreRegistry()
+    settings = SessionSettings(redis_url=redis_server.url, prefix=prefix)
+
+    async def scenario():
+        session = AsyncSession(registry.store_for(settings), settings, None, RecordingCookie())
+        await session.set("note", "kept")
+        first = registry.store_for(settings)
+        await registry.aclose()
+        assert registry.store_for(settings) is not first
+        again = AsyncSession(registry.store_for(settings), settings, session.session_id, RecordingCookie())
+        value = (await again.note).str
+        await registry.aclose()
+        return value
+
+    assert asyncio.run(scenario()) == "kept"
+
+
+class JitteryStore:
+    """An AsyncStore whose every call first yields to the loop for a random moment, so that
+    coroutines sharing one session really interleave."""
+
+    def __init__(self, store):
+        self.store, self.name = store, store.name
+
+    async def execute(self, call):
+        await asyncio.sleep(random.random() / 1000)
+        return await self.store.execute(call)
+
+
+def test_concurrent_writes_through_one_async_session_make_one_session(redis_server, prefix):
+    """asyncio.gather of 20 set() calls on one new async session creates one session holding all 20 fields and sends one cookie."""
+    from redis_session.aio import AsyncSession, AsyncStoreRegistry
+    from redis_session.settings import SessionSettings
+
+    registry = AsyncStoreRegistry()
+    settings = SessionSettings(redis_url=redis_server.url, prefix=prefix)
+    cookie = RecordingCookie()
+
+    async def scenario():
+        session = AsyncSession(JitteryStore(registry.store_for(settings)), settings, None, cookie)
+        await asyncio.gather(*(session.set(f"f{index}", index) for index in range(20)))
+        fields = await session.load()
+        await registry.aclose()
+        return session.session_id, fields
+
+    session_id, fields = asyncio.run(scenario())
+    assert {name: value.int for name, value in fields.items()} == {f"f{index}": index for index in range(20)}
+    assert cookie.events == [("issue", session_id)]
+    assert sorted(redis_server.client().scan_iter(match=f"{prefix}:sessions:*")) == [f"{prefix}:sessions:{session_id}".encode()]

@@ -17,19 +17,20 @@ from tests.redis_servers import RedisServer, free_port
 from tests.web import Browser, Response
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tornado_counter.py"
+ASYNC_EXAMPLE = EXAMPLE.with_name("tornado_async_counter.py")
 EXAMPLE_SECRET = "example-test-secret-" + "z" * 32
 
 
 class RunningExample:
     """One example process on a free port, its output captured in ``log``."""
 
-    def __init__(self, flags: List[str], log: Path) -> None:
+    def __init__(self, flags: List[str], log: Path, script: Path = EXAMPLE) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         with log.open("wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, str(EXAMPLE), f"--port={port}", "--session-cookie-secure=false", *flags],
+                [sys.executable, str(script), f"--port={port}", "--session-cookie-secure=false", *flags],
                 stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "COOKIE_SECRET": EXAMPLE_SECRET},
             )
 

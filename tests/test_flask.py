@@ -1,25 +1,35 @@
-"""Flask integration: setup_session, config keys, the signed cookie, outages, coexistence with
-flask.session. The Session API itself is covered for Flask by the shared behaviour suite."""
+"""Flask integration: setup_session, config keys and secrets, the signed cookie and bad cookies,
+the store built on first use, outages, session_admin, coexistence with flask.session, the same
+cookie as Tornado's, and concurrent requests on Werkzeug's threaded server over loopback. The
+Session API itself is covered for Flask by the shared behaviour suite (test_session.py,
+test_lifecycle.py through tests/integrations.py)."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from typing import Any, Dict, Iterator
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
+import tornado.web
 from flask import Flask, flash, get_flashed_messages, request, session
+from itsdangerous import TimestampSigner
+from werkzeug.serving import WSGIRequestHandler, make_server
 
-from redis_session.errors import ConfigurationError
-from redis_session.flask_session import RedisSession, setup_session
+from redis_session import SessionAdmin, SessionSettings
+from redis_session import flask_session as flask_glue
+from redis_session.errors import ConfigurationError, SessionUnavailableError
+from redis_session.flask_session import RedisSession, session_admin, setup_session
+from redis_session.store import StoreRegistry, connect
+from redis_session.tornado_session import SessionHandler
+from tests.conftest import app_settings
 from tests.redis_servers import RedisServer, free_port
-from tests.web import Browser
+from tests.web import Browser, Response
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -39,6 +49,10 @@ def counter_app(redis_url: str, prefix: str, **config: Any) -> Flask:
     @app.route("/read")
     def read() -> str:
         return request.session.count.str or "nothing"
+
+    @app.route("/incr")
+    def incr() -> str:
+        return str(request.session.incr("hits"))
 
     @app.route("/field/<name>")
     def write_field(name: str) -> str:
@@ -92,6 +106,15 @@ def test_missing_secret_key_fails_at_setup():
         setup_session(app)
 
 
+def test_setting_up_an_app_twice_is_refused():
+    """A second setup_session(app) raises a ConfigurationError instead of hooking every response twice."""
+    app = Flask("twice")
+    app.config.update(SECRET_KEY="s" * 32, SESSION_REDIS="memory://")
+    setup_session(app)
+    with pytest.raises(ConfigurationError, match="already set up"):
+        setup_session(app)
+
+
 def test_invalid_config_lists_every_problem_with_flask_key_names():
     """Bad SESSION_* values are all reported at once, under their Flask config names."""
     app = Flask("bad-config")
@@ -139,18 +162,102 @@ def test_responses_vary_on_cookie_and_cookie_setting_ones_are_private(store_url,
     assert "Cookie" in client.get("/read").headers["Vary"]
 
 
-@pytest.mark.parametrize("bad_cookie", [
-    "garbage",
-    "",
-    "x" * 10_000,
-    "Im5vdC1hLXNpZ25lZC1pZCI.aaaa.bbbb",
-])
-def test_bad_cookies_mean_no_session(store_url, prefix, bad_cookie):
-    """A tampered, malformed or oversized cookie is treated as no session, never a 500."""
+def signed_long_ago(app: Flask, value: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``value`` signed by the app's serializer with a timestamp 40 days old."""
+    with monkeypatch.context() as patch:
+        patch.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) - 40 * 86400)
+        return str(app.extensions["redis_session"].serializer.dumps(value))
+
+
+def flip(text: str, index: int) -> str:
+    """``text`` with the character at ``index`` changed. (Not the last one of a signature: its low
+    bits are base64 padding, so some changes to it decode to the same signature.)"""
+    return text[:index] + ("A" if text[index] != "A" else "B") + text[index + 1:]
+
+
+#: Each way a session-id cookie can be wrong, built from the valid cookie of an existing session.
+BAD_COOKIES: Dict[str, Callable[[Flask, str, str, pytest.MonkeyPatch], str]] = {
+    "tampered signature": lambda app, valid, sid, mp: flip(valid, -10),
+    "tampered payload": lambda app, valid, sid, mp: flip(valid, 2),
+    "truncated": lambda app, valid, sid, mp: valid[:-6],
+    "unsigned id of a live session": lambda app, valid, sid, mp: sid,
+    "signed with another secret": lambda app, valid, sid, mp: str(
+        counter_app("memory://", "other", SECRET_KEY="another-secret").extensions["redis_session"].serializer.dumps(sid)
+    ),
+    "flask.session cookie with the same secret": lambda app, valid, sid, mp: str(
+        app.session_interface.get_signing_serializer(app).dumps(sid)  # type: ignore[attr-defined]
+    ),
+    "expired signature": lambda app, valid, sid, mp: signed_long_ago(app, sid, mp),
+    "signed non-id": lambda app, valid, sid, mp: str(app.extensions["redis_session"].serializer.dumps("../" + sid)),
+    "signed non-string": lambda app, valid, sid, mp: str(app.extensions["redis_session"].serializer.dumps([sid])),
+    "oversized": lambda app, valid, sid, mp: valid + "." + "A" * 600,
+    "garbage": lambda app, valid, sid, mp: "garbage",
+    "huge garbage": lambda app, valid, sid, mp: "x" * 10_000,
+    "dots only": lambda app, valid, sid, mp: "...",
+    "empty": lambda app, valid, sid, mp: "",
+    "non-ascii": lambda app, valid, sid, mp: valid[:-1] + "\u00e9",
+    "tornado-signed": lambda app, valid, sid, mp: tornado.web.create_signed_value(
+        "flask-test-secret", "session-id", sid
+    ).decode(),
+}
+
+
+@pytest.mark.parametrize("form", sorted(BAD_COOKIES))
+def test_bad_cookies_mean_no_session(store_url, prefix, monkeypatch, form):
+    """A tampered, truncated, unsigned, expired, oversized, garbage, empty or non-ASCII cookie reaches
+    the app and means "no session": 200, fallbacks, no Set-Cookie, and a write starts a new session."""
     app = counter_app(store_url, prefix)
-    response = app.test_client().get("/read", headers={"Cookie": f"session-id={bad_cookie}"})
-    assert response.status_code == 200
-    assert response.text == "nothing"
+
+    @app.route("/probe")
+    def probe() -> str:
+        received = request.cookies.get("session-id")
+        return f"{'sent' if received is not None else 'missing'}|{request.session.count.str or 'nothing'}"
+
+    owner = app.test_client()
+    assert owner.get("/").text == "1"  # a live session the bad cookie is derived from
+    valid = owner.get_cookie("session-id").value
+    live_id = app.extensions["redis_session"].serializer.loads(valid)
+    bad = BAD_COOKIES[form](app, valid, live_id, monkeypatch)
+    # Werkzeug's client drops a Cookie header while its own jar is empty: send it without a jar.
+    client = app.test_client(use_cookies=False)
+    headers = {"Cookie": f"session-id={bad}"}
+
+    read = client.get("/probe", headers=headers)
+    assert (read.status_code, read.text) == (200, "sent|nothing")
+    assert read.headers.getlist("Set-Cookie") == []
+    written = client.get("/", headers=headers)
+    assert (written.status_code, written.text) == (200, "1")
+    assert app.extensions["redis_session"].serializer.loads(session_cookie(written).split("=", 1)[1].split(";")[0]) != live_id
+    assert owner.get("/").text == "2"  # the live session was not touched
+
+
+def test_two_session_cookies_in_one_request_use_neither(store_url, prefix, session_log):
+    """Two session-id cookies in one request (cookie tossing) give a fresh empty session and one
+    warning that holds no session id or cookie value."""
+    app = counter_app(store_url, prefix)
+    first, second = app.test_client(), app.test_client()
+    first.get("/")
+    second.get("/")
+    second.get("/")
+    cookies = [client.get_cookie("session-id").value for client in (first, second)]
+    serializer = app.extensions["redis_session"].serializer
+    ids = [serializer.loads(cookie) for cookie in cookies]
+    tossed = app.test_client(use_cookies=False)
+    headers = {"Cookie": f"session-id={cookies[0]}; session-id={cookies[1]}"}
+    session_log.clear()
+
+    read = tossed.get("/read", headers=headers)
+
+    assert (read.status_code, read.text) == (200, "nothing")
+    warnings = [record for record in session_log.records if record.name == "redis_session"]
+    assert [record.levelno for record in warnings] == [logging.WARNING]
+    for secret in ids + cookies:
+        assert secret not in session_log.text
+    written = tossed.get("/", headers=headers)
+    assert written.text == "1"
+    new_id = serializer.loads(session_cookie(written).split("=", 1)[1].split(";")[0])
+    assert new_id not in ids
+    assert [first.get("/read").text, second.get("/read").text] == ["1", "2"]
 
 
 def test_a_tampered_valid_cookie_starts_a_new_session(store_url, prefix):
@@ -159,7 +266,7 @@ def test_a_tampered_valid_cookie_starts_a_new_session(store_url, prefix):
     client = app.test_client()
     client.get("/")
     value = client.get_cookie("session-id").value
-    client.set_cookie("session-id", value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
+    client.set_cookie("session-id", flip(value, -10))
     assert client.get("/").text == "1"
 
 
@@ -177,6 +284,38 @@ def test_secret_key_fallbacks_keep_old_cookies_valid(store_url, prefix):
     dropped_client = dropped.test_client()
     dropped_client.set_cookie("session-id", cookie)
     assert dropped_client.get("/read").text == "nothing"
+
+
+@pytest.mark.parametrize("fallbacks", ["old-secret", b"old-secret", ["old-secret", ""], ("old", None), {"old-secret"}, 42])
+def test_secret_key_fallbacks_must_be_a_list_of_keys(fallbacks):
+    """SECRET_KEY_FALLBACKS that is not a list of non-empty keys (a plain string would become
+    one-character keys) fails at setup, naming the key and what to pass, along with other problems."""
+    app = Flask("bad-fallbacks")
+    app.config.update(SECRET_KEY="new-secret", SESSION_REDIS="memory://", SECRET_KEY_FALLBACKS=fallbacks,
+                      SESSION_EXPIRE=0)
+    with pytest.raises(ConfigurationError) as raised:
+        setup_session(app)
+    message = str(raised.value)
+    assert "SECRET_KEY_FALLBACKS" in message and "['old-secret']" in message
+    assert "SESSION_EXPIRE" in message  # one error lists every problem
+    assert "redis_session" not in app.extensions
+
+
+def test_a_cookie_signed_with_one_character_of_a_fallback_is_never_accepted(prefix):
+    """SECRET_KEY_FALLBACKS="old-secret" is refused at setup, and with ["old-secret"] a cookie
+    signed with the key "o" means no session while one signed with "old-secret" still works."""
+    def signed_with(key: str) -> str:
+        client = counter_app(f"memory://{prefix}", prefix, SECRET_KEY=key).test_client()
+        client.get("/")
+        return str(client.get_cookie("session-id").value)
+
+    with pytest.raises(ConfigurationError, match="SECRET_KEY_FALLBACKS"):
+        counter_app(f"memory://{prefix}", prefix, SECRET_KEY="new-secret", SECRET_KEY_FALLBACKS="old-secret")
+    app = counter_app(f"memory://{prefix}", prefix, SECRET_KEY="new-secret", SECRET_KEY_FALLBACKS=["old-secret"])
+    for key, expected in (("o", "nothing"), ("old-secret", "1")):
+        client = app.test_client()
+        client.set_cookie("session-id", signed_with(key))
+        assert client.get("/read").text == expected
 
 
 def test_destroy_expires_the_cookie(store_url, prefix):
@@ -240,51 +379,248 @@ def test_redis_down_is_a_503_with_one_log_line_and_recovers(own_redis_server: Re
     assert client.get("/").text == "1"
 
 
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+def test_setup_session_does_not_talk_to_the_store_and_an_unreachable_one_is_a_503(prefix, session_log):
+    """setup_session with an unreachable redis+cluster:// URL succeeds at once; each request then
+    answers 503 with Retry-After and one log line, and builds the client again."""
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    app = counter_app(url, prefix, SESSION_REDIS_TIMEOUT=0.5)
+    client = app.test_client()
+    for _ in range(2):
+        session_log.clear()
+        response = client.get("/")
+        assert (response.status_code, response.headers.get("Retry-After")) == (503, "1")
+        records = [record for record in session_log.records if record.name == "redis_session"]
+        assert len(records) == 1 and records[0].exc_info is None
+        assert "redis+cluster://127.0.0.1" in records[0].getMessage()
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
+# ids without "cluster" or "sentinel": ``-k "not cluster and not sentinel"`` must keep these.
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster", "redis+sentinel"], ids=["standalone", "nodes", "watched"])
+def test_setup_session_opens_no_connection(prefix, scheme):
+    """setup_session opens no connection to the store, whatever its kind (a cluster client would)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0)
+    try:
+        port = listener.getsockname()[1]
+        counter_app(f"{scheme}://127.0.0.1:{port}" + ("/mymaster" if scheme == "redis+sentinel" else ""), prefix)
+        with pytest.raises(BlockingIOError):
+            listener.accept()[0].close()
+    finally:
+        listener.close()
+
+
+def test_a_store_that_failed_to_build_is_built_by_the_next_request(prefix, monkeypatch):
+    """The store is built by the first request, not by setup_session; if that fails (a 503), the
+    next request builds it again instead of reusing the failure, and the app recovers."""
+    attempts: List[str] = []
+
+    def flaky_connect(settings: SessionSettings) -> Any:
+        attempts.append(settings.redis_url)
+        if len(attempts) == 1:
+            raise SessionUnavailableError(settings.redis_url, ConnectionError("connection refused"))
+        return connect(settings)
+
+    monkeypatch.setattr(flask_glue, "stores", StoreRegistry(flaky_connect))
+    app = counter_app(f"memory://{prefix}", prefix)
+    assert attempts == []
+    client = app.test_client()
+    assert client.get("/").status_code == 503
+    assert [client.get("/").text, client.get("/").text] == ["1", "2"]
+    assert len(attempts) == 2
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://", "redis+cluster://host:port", "redis+sentinel://127.0.0.1:26379"],
+                         ids=["no-host", "bad-port", "no-service-name"])
+def test_a_malformed_multi_node_store_url_still_fails_at_setup(url):
+    """A cluster or sentinel URL that cannot be parsed is a ConfigurationError naming SESSION_REDIS at setup."""
+    app = Flask("bad-url")
+    app.config.update(SECRET_KEY="k", SESSION_REDIS=url)
+    with pytest.raises(ConfigurationError, match="SESSION_REDIS"):
+        setup_session(app)
+
+
+def test_session_admin_lists_and_revokes_the_users_sessions(store_url, prefix):
+    """session_admin() in a view (and RedisSession.admin(app) outside one) lists a user's sessions
+    and revokes them on the app's store."""
+    app = counter_app(store_url, prefix)
+
+    @app.route("/login/<user>")
+    def login(user: str) -> str:
+        request.session.bind_user(user)
+        return "ok"
+
+    @app.route("/mine")
+    def mine() -> str:
+        return str(len(session_admin().sessions_for_user(request.session.user_id)))
+
+    @app.route("/sign-out-elsewhere")
+    def sign_out_elsewhere() -> str:
+        ended = session_admin().revoke_user(request.session.user_id, keep=request.session.session_id)
+        return str(ended)
+
+    laptop, phone = app.test_client(), app.test_client()
+    for client in (laptop, phone):
+        client.get("/")
+        client.get("/login/alice")
+    assert laptop.get("/mine").text == "2"
+
+    admin = RedisSession.admin(app)
+    assert isinstance(admin, SessionAdmin)
+    assert len(admin.sessions_for_user("alice")) == 2
+    assert laptop.get("/sign-out-elsewhere").text == "1"
+    assert phone.get("/read").text == "nothing"
+    assert laptop.get("/read").text == "1"
+    assert [info.user_id for info in admin.sessions_for_user("alice")] == ["alice"]
+
+
+def cookie_parts(header: str) -> Dict[str, Any]:
+    """A Set-Cookie header's attributes (names in lower case; flags map to True), minus the
+    value and Expires, which differ by design between two responses."""
+    parts: Dict[str, Any] = {}
+    for item in header.split(";")[1:]:
+        name, has_value, value = item.strip().partition("=")
+        if name.lower() != "expires":
+            parts[name.lower()] = value if has_value else True
+    return parts
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"max-lifetime": 3600},
+    {"cookie-max-age": 0},
+    {"cookie-max-age": 600, "max-lifetime": 7200, "cookie-http-only": False, "cookie-samesite": "Strict"},
+    {"cookie-domain": "example.test", "cookie-path": "/app", "cookie-secure": True, "cookie-samesite": ""},
+])
+def test_tornado_and_flask_set_and_expire_the_same_cookie(store_url, prefix, serve, overrides):
+    """For the same settings both integrations send the attributes SessionSettings describes
+    (Max-Age capped by the absolute lifetime), when setting the cookie and when expiring it."""
+    values = app_settings(store_url, prefix, **overrides)
+    settings = SessionSettings.from_mapping(values)
+    attributes = settings.cookie_attributes()
+    expected = {"path": attributes["path"]}
+    expected.update({"domain": attributes["domain"]} if attributes["domain"] else {})
+    expected.update({"samesite": attributes["samesite"]} if attributes["samesite"] else {})
+    expected.update({"secure": True} if attributes["secure"] else {})
+    expected.update({"httponly": True} if attributes["httponly"] else {})
+    max_age = settings.cookie_max_age_for_new_sessions
+    assert max_age == (min(settings.cookie_max_age, settings.max_lifetime or settings.cookie_max_age) or None)
+
+    flask_app = counter_app(store_url, prefix, **{f"SESSION_{name.upper().replace('-', '_')}": value
+                                                  for name, value in values.items()})
+    client = flask_app.test_client()
+    base = f"https://{attributes['domain'] or 'localhost'}{attributes['path'].rstrip('/')}"
+    flask_issue = cookie_parts(session_cookie(client.get("/", base_url=base)))
+    flask_expire = cookie_parts(session_cookie(client.get("/logout", base_url=base)))
+
+    class Counter(SessionHandler):
+        def get(self) -> None:
+            self.session.count = 1
+
+    class Logout(SessionHandler):
+        def get(self) -> None:
+            self.session.destroy()
+
+    server = serve([(r".*/logout", Logout), (r".*", Counter)], redis_session=values)
+    browser = server.browser()
+    tornado_issue = cookie_parts(browser.get(attributes["path"]).header("Set-Cookie") or "")
+    tornado_expire = cookie_parts(browser.get(attributes["path"].rstrip("/") + "/logout").header("Set-Cookie") or "")
+
+    issue = {**expected, **({"max-age": str(max_age)} if max_age else {})}
+    assert flask_issue == issue
+    assert tornado_issue == issue
+    assert flask_expire == tornado_expire == {**expected, "max-age": "0"}
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """Werkzeug's request handler without one log line per request."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
 
 
 @pytest.fixture
 def threaded_flask(redis_server: RedisServer, prefix: str) -> Iterator[Dict[str, Any]]:
+    """The counter app on Werkzeug's threaded server (one thread per request), on loopback."""
     app = counter_app(redis_server.url, prefix, SESSION_COOKIE_SECURE=False)
     port = free_port()
-    server = make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield {"app": app, "url": f"http://127.0.0.1:{port}", "prefix": prefix}
     server.shutdown()
     server.server_close()
+    thread.join(10)
 
 
-def test_fifty_concurrent_distinct_field_writes_lose_nothing(threaded_flask):
-    """50 concurrent requests writing different fields of one session, on a threaded server, all land."""
-    browser = Browser(threaded_flask["url"])
-    assert browser.get("/").status == 200
-    errors = []
+def all_at_once(count: int, request: Callable[[int], Response]) -> List[Response]:
+    """Send ``count`` requests from as many threads, released together by a barrier."""
+    barrier = threading.Barrier(count)
+    responses: List[Optional[Response]] = [None] * count
+    failures: List[Exception] = []
 
-    def write(index: int) -> None:
-        response = Browser(threaded_flask["url"])
-        response.cookies = dict(browser.cookies)
-        if response.get(f"/field/f{index}").status != 200:
-            errors.append(index)
+    def run(index: int) -> None:
+        try:
+            barrier.wait(30)
+            responses[index] = request(index)
+        except Exception as error:  # noqa: BLE001 - reported by the test below
+            failures.append(error)
 
-    threads = [threading.Thread(target=write, args=(index,)) for index in range(50)]
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    assert errors == []
-    store = threaded_flask["app"].extensions["redis_session"].store
-    keys = list(store.client.scan_iter(match=f"{threaded_flask['prefix']}:sessions:*"))
-    fields = {}
-    for key in keys:
-        fields.update(store.client.hgetall(key))
-    assert all(fields.get(f"f{index}".encode()) == f"F{index}".encode() for index in range(50))
+        thread.join(60)
+    assert failures == []
+    return [response for response in responses if response is not None]
+
+
+def session_keys(app: Flask, prefix: str) -> List[bytes]:
+    return list(app.extensions["redis_session"].store.client.scan_iter(match=f"{prefix}:sessions:*"))
+
+
+def test_fifty_concurrent_distinct_field_writes_lose_nothing(threaded_flask):
+    """50 concurrent requests writing different fields of one session, on a threaded server, all
+    land in that one session, and none of them sends a new cookie."""
+    app, prefix = threaded_flask["app"], threaded_flask["prefix"]
+    browser = Browser(threaded_flask["url"])
+    assert browser.get("/").text == "1"
+
+    def write(index: int) -> Response:
+        request = Browser(threaded_flask["url"])
+        request.cookies = dict(browser.cookies)
+        return request.get(f"/field/f{index}")
+
+    responses = all_at_once(50, write)
+
+    assert [response.status for response in responses] == [200] * 50
+    assert [response.set_cookies for response in responses] == [[]] * 50
+    keys = session_keys(app, prefix)
+    assert len(keys) == 1
+    fields = app.extensions["redis_session"].store.client.hgetall(keys[0])
+    user_fields = {name: value for name, value in fields.items() if not name.startswith(b"__rs:")}
+    assert user_fields == {b"count": b"1", **{f"f{index}".encode(): f"F{index}".encode() for index in range(50)}}
+
+
+def test_two_hundred_concurrent_increments_count_exactly_two_hundred(threaded_flask):
+    """200 concurrent incr() requests on one session, on a threaded server, count to exactly 200."""
+    app, prefix = threaded_flask["app"], threaded_flask["prefix"]
+    browser = Browser(threaded_flask["url"])
+    assert browser.get("/").text == "1"
+
+    def increment(index: int) -> Response:
+        request = Browser(threaded_flask["url"])
+        request.cookies = dict(browser.cookies)
+        return request.get("/incr")
+
+    responses = all_at_once(200, increment)
+
+    assert [response.status for response in responses] == [200] * 200
+    assert sorted(int(response.text) for response in responses) == list(range(1, 201))
+    keys = session_keys(app, prefix)
+    assert len(keys) == 1
+    assert app.extensions["redis_session"].store.client.hget(keys[0], "hits") == b"200"
 
 
 def test_the_flask_example_runs_on_the_memory_store():

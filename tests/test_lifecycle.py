@@ -1,8 +1,12 @@
-"""Session lifecycle without a web framework: regenerate, destroy, expiry, bookkeeping fields,
-flash messages, bind_user and SessionAdmin, on the in-process store and on a real redis-server.
+"""Session lifecycle: regenerate, destroy, expiry, bookkeeping fields, flash messages, bind_user
+and SessionAdmin, on the in-process store and on a real redis-server.
 
-Every test looks at what the session left in Redis (keys, TTLs, bookkeeping fields), so they run
-on the Session object directly (``direct_only``), not through the web integrations.
+Through ``make_session`` each test runs directly and inside real Tornado (sync and async) and
+Flask requests (see tests/integrations.py); cookie changes reach the ``RecordingCookie`` from the
+response's ``Set-Cookie`` either way. What the session left in Redis (keys, TTLs, bookkeeping
+fields) is checked with the raw client of the test's store. Only the tests that step through the
+session's own Redis calls (``session._core``) to act in the gap between two of them are
+``direct_only``; the flash race drives Session objects from threads itself.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ from redis_session.settings import SessionSettings
 from redis_session.store import StoreRegistry
 from tests.conftest import RecordingCookie
 from tests.redis_servers import RedisServer
-
-pytestmark = pytest.mark.direct_only
 
 CREATED = "__rs:created"
 
@@ -493,6 +495,7 @@ def run_in_steps(session: Session, operation: Any) -> Any:
         return
 
 
+@pytest.mark.direct_only
 def test_a_write_during_regenerate_goes_to_a_new_session_of_its_own(make_session, redis_client, keys_of):
     """Request B writes with the old id while request A regenerates: B's write lands in a new
     session of B's, never in the key A is moving away (where it would vanish)."""
@@ -520,6 +523,7 @@ def bound_keys(redis_client: Any, prefix: str, user: str) -> List[bytes]:
                   if redis_client.hget(key, "__rs:user") == user.encode())
 
 
+@pytest.mark.direct_only
 @pytest.mark.parametrize("gap", range(6))
 def test_revoke_user_racing_a_sign_in_never_leaves_a_session_it_missed(
     make_session, make_settings, registry, redis_client, keys_of, prefix, gap

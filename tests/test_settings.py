@@ -381,7 +381,18 @@ BAD_VALUES = [
     ("redis-timeout", "0", "positive"),
     ("redis-timeout", "-1", "positive"),
     ("redis-timeout", "nan", "positive"),
-    ("redis-timeout", "inf", "finite"),
+    ("redis-timeout", "inf", "up to 3600"),
+    ("redis-timeout", "1e300", "up to 3600"),
+    ("redis-wait-timeout", "1e300", "up to 3600"),
+    ("expire", str(10**18), "up to"),
+    ("max-lifetime", str(10**18), "up to"),
+    ("cookie-max-age", str(10**18), "up to"),
+    ("cookie-domain", "\u20ac.example", "not a valid cookie domain"),  # non-Latin-1: could not be sent
+    ("cookie-domain", "ex\x01.com", "not a valid cookie domain"),
+    ("cookie-domain", "example..com", "not a valid cookie domain"),
+    ("cookie-path", "/caf\u00e9", "visible ASCII"),
+    ("cookie-path", "/\x0b", "visible ASCII"),
+    ("cookie-path", "/a b", "visible ASCII"),
     ("max-value-bytes", "0", "positive"),
     ("max-fields", "0", "positive"),
     ("max-per-user", "-1", "0 (no limit)"),
@@ -406,6 +417,24 @@ def test_bad_application_setting_is_refused_naming_the_key(parser, name, bad, ph
     (problem,) = problems_of(parser, **{name: bad})
     assert problem.startswith(f"redis_session[{name!r}]:")
     assert phrase in problem
+
+
+def test_a_non_str_key_in_the_application_setting_is_a_configuration_error(parser):
+    """``redis_session={1: 2}`` is refused with a ConfigurationError naming the key, not an AttributeError."""
+    with pytest.raises(ConfigurationError, match="has a key 1"):
+        resolve_settings({**SECRET, "redis_session": {1: 2}}, parser)
+
+
+def test_none_in_the_application_setting_keeps_the_flag_value(parser):
+    """``redis_session={"expire": None}`` overrides nothing: the --session-expire flag still applies."""
+    parser.parse_command_line(["app.py", "--session-expire=60"])
+    assert resolve_settings({**SECRET, "redis_session": {"expire": None}}, parser).expire == 60
+
+
+@pytest.mark.parametrize("domain", ["example.com", ".example.com", "localhost", "127.0.0.1", "my-app.example.co.uk"])
+def test_ordinary_cookie_domains_are_accepted(domain):
+    """Host names, a leading dot and IP addresses are valid cookie domains."""
+    assert SessionSettings.from_mapping({"cookie-domain": domain}).cookie_domain == domain
 
 
 def test_a_key_written_with_underscores_is_named_in_the_message(parser):
@@ -530,3 +559,13 @@ def test_cookie_max_age_days_is_long_without_any_lifetime():
     """With neither a cookie max-age nor a max-lifetime, the signature never ends a session early."""
     settings = SessionSettings(cookie_max_age=0, max_lifetime=0)
     assert settings.cookie_max_age_days >= 100 * 365
+
+
+def test_a_memory_store_without_fakeredis_is_refused_at_startup(monkeypatch):
+    """Without fakeredis installed, memory:// is a ConfigurationError that says what to install, raised when settings are built."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "fakeredis" else real_find_spec(name, *args))
+    with pytest.raises(ConfigurationError, match=r"pip install 'redis_session\[memory\]'"):
+        SessionSettings.from_mapping({"redis": "memory://"})

@@ -4,6 +4,7 @@ key rotation, configuration, Redis outages, several Applications, WebSockets and
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -17,11 +18,11 @@ import tornado.web
 import tornado.websocket
 from tornado.options import options
 
-from redis_session.errors import ConfigurationError
+from redis_session.errors import ConfigurationError, RedisSessionError
 from redis_session.store import memory_client
-from redis_session.tornado_session import SessionHandler, SessionMixin, resolve_settings
+from redis_session.tornado_session import AsyncSessionHandler, SessionHandler, SessionMixin, resolve_settings
 from tests.conftest import COOKIE_SECRET, app_settings
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisServer, free_port
 from tests.web import Browser, Response
 
 # -- the handlers the tests serve ---------------------------------------------------------------
@@ -265,6 +266,23 @@ def test_session_responses_vary_on_cookie_and_cookie_setting_ones_are_private(se
     assert "Cookie" in (browser.get("/read").header("Vary") or "")
 
 
+class PublicAfterWrite(SessionHandler):
+    """An application that marks its page cacheable after writing the session."""
+
+    def get(self) -> None:
+        self.session.seen = True
+        self.set_header("Cache-Control", "public, max-age=3600")
+        self.write("cached?")
+
+
+def test_a_page_that_sets_the_session_cookie_stays_private_even_if_marked_public(serve, store_url, prefix):
+    """A handler that sets Cache-Control: public after the first session write still sends private, no-store with the new cookie."""
+    server = serve([("/", PublicAfterWrite)], redis_session=app_settings(store_url, prefix))
+    response = server.browser().get("/")
+    assert session_cookies(response)
+    assert response.header("Cache-Control") == "private, no-store"
+
+
 # -- lazy creation ----------------------------------------------------------------------------------
 
 
@@ -353,6 +371,16 @@ def test_two_session_cookies_in_one_request_mean_no_session(serve, store_url, pr
     valid = owner.cookies["session-id"]
     response = server.browser().get("/read", headers={"Cookie": f"session-id={valid}; session-id={valid}"})
     assert (response.status, response.text) == (200, "nothing")
+
+
+def test_a_comma_in_another_cookie_is_not_taken_for_a_second_session_cookie(serve, store_url, prefix):
+    """Cookie: prefs=a,session-id=x; session-id=<valid> is one session cookie (Tornado splits on ';' only): the session is used."""
+    server = serve(COUNTER_ROUTES, redis_session=app_settings(store_url, prefix))
+    owner = server.browser()
+    owner.get("/")
+    valid = owner.cookies["session-id"]
+    response = server.browser().get("/read", headers={"Cookie": f"prefs=a,session-id=x; session-id={valid}"})
+    assert (response.status, response.text) == (200, "1")
 
 
 def test_a_signed_but_unknown_id_is_never_adopted(serve, store_url, store_client, prefix):
@@ -545,6 +573,43 @@ def test_redis_down_is_a_quick_503_with_one_log_line_and_recovers(serve, own_red
     assert browser.get("/").text == "2"
 
 
+class AsyncCounter(AsyncSessionHandler):
+    async def get(self) -> None:
+        self.write(str(await self.session.incr("count")))
+
+
+@pytest.mark.parametrize("handler", [Counter, AsyncCounter], ids=["sync", "async"])
+def test_a_cluster_that_cannot_be_reached_is_a_503(serve, prefix, caplog, handler):
+    """A redis+cluster:// store whose nodes do not answer gives 503 + Retry-After and one log line, sync and async (never a 500)."""
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    server = serve([("/", handler)], redis_session=app_settings(url, prefix, **{"redis-timeout": 0.5}))
+    caplog.set_level(logging.WARNING, logger="redis_session")
+    for _ in range(2):  # the first request builds the store, the second finds it missing again
+        caplog.clear()
+        response = server.browser().get("/")
+        assert response.status == 503
+        assert response.header("Retry-After") == "1"
+        (line,) = session_log_lines(caplog)
+        assert line.exc_info is None and "unavailable" in line.getMessage()
+
+
+def test_a_redis_out_of_memory_is_a_503(serve, own_redis_server: RedisServer, prefix, caplog):
+    """When Redis refuses writes for lack of memory (maxmemory, noeviction) a write answers 503, not 500."""
+    server = serve(COUNTER_ROUTES, redis_session=app_settings(own_redis_server.url, prefix))
+    client = own_redis_server.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    caplog.set_level(logging.WARNING, logger="redis_session")
+    try:
+        response = server.browser().get("/")
+    finally:
+        client.config_set("maxmemory", 0)
+        client.close()
+    assert response.status == 503
+    assert "OutOfMemoryError" in session_log_lines(caplog)[0].getMessage()
+    assert server.browser().get("/").status == 200
+
+
 def test_redis_restarted_between_requests_needs_no_app_restart(serve, own_redis_server: RedisServer, prefix):
     """A Redis restart with no request in between (stale pooled connection) does not fail the next write."""
     server = serve(COUNTER_ROUTES, redis_session=app_settings(own_redis_server.url, prefix, **{"redis-timeout": 0.5}))
@@ -573,8 +638,45 @@ def test_stalled_redis_is_a_503_within_the_timeout_and_recovers(serve, own_redis
     assert int(response.header("Retry-After") or 0) > 0
     assert 0.4 <= elapsed < 3
     assert all(record.exc_info is None for record in session_log_lines(caplog))
-    assert browser.get("/read").text == "1"
+    assert first_success(browser, "/read", within=1.0).text == "1"  # after the stall pause (one timeout)
     assert browser.get("/").text == "2"
+
+
+def first_success(browser: Browser, path: str, within: float) -> Response:
+    """The first 200 for ``path``, asking every 50 ms; fails if none comes ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        response = browser.get(path)
+        if response.status == 200 or time.monotonic() > deadline:
+            assert response.status == 200, response
+            return response
+        time.sleep(0.05)
+
+
+def test_requests_queued_behind_a_stalled_redis_fail_fast(serve, own_redis_server: RedisServer, prefix):
+    """With Redis frozen, ten concurrent requests to a blocking handler all get their 503 within two
+    timeouts, not one timeout each in turn."""
+    server = serve(COUNTER_ROUTES, redis_session=app_settings(own_redis_server.url, prefix, **{"redis-timeout": 0.5}))
+    browser = server.browser()
+    assert browser.get("/").text == "1"
+
+    def timed_visit(_: int) -> Tuple[int, float]:
+        started = time.monotonic()
+        visitor = server.browser()
+        visitor.cookies = dict(browser.cookies)
+        response = visitor.get("/")
+        return response.status, time.monotonic() - started
+
+    own_redis_server.pause()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+            results = list(pool.map(timed_visit, range(10)))
+    finally:
+        own_redis_server.resume()
+    assert [status for status, _ in results] == [503] * 10
+    assert max(elapsed for _, elapsed in results) < 1.0 + 0.5
+    # only the first request reached Redis (its incr ran once Redis thawed); the others never left
+    assert first_success(browser, "/", within=1.0).text == "3"
 
 
 # -- user code --------------------------------------------------------------------------------------
@@ -681,6 +783,38 @@ def test_a_websocket_reads_the_session_of_the_page_that_opened_it(serve, store_u
     assert talk_over_websocket(socket_url, cookie_header, "one more") == ["count=3", "count=4"]
     assert browser.get("/read").text == "4"
     assert talk_over_websocket(socket_url, None) == ["count=0"]  # no cookie: no session
+
+
+class CarefulSocket(SessionMixin, tornado.websocket.WebSocketHandler):
+    """Like CountSocket, but answers what a failed session call said instead of dying."""
+
+    def open(self) -> None:
+        self.write_message(f"count={self.session.count.int}")
+
+    def on_message(self, message: Any) -> None:
+        try:
+            self.write_message(f"count={self.session.incr('count')}")
+        except RedisSessionError as error:
+            self.write_message(f"refused: {error}")
+
+
+def test_a_websocket_with_an_expired_session_reads_nothing_and_cannot_start_one(serve, store_url, store_client, prefix, caplog):
+    """A WebSocket whose cookie names an expired session reads fallbacks without error; a write there
+    is refused with a clear message (a socket cannot set the new cookie) and creates no key."""
+    server = serve(COUNTER_ROUTES + [("/socket", CarefulSocket)], redis_session=app_settings(store_url, prefix))
+    browser = server.browser()
+    assert browser.get("/").text == "1"
+    store_client.delete(session_key(prefix, session_id_of(browser)))  # as if it had expired
+    cookie_header = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
+    socket_url = server.url.replace("http://", "ws://") + "/socket"
+    caplog.set_level(logging.WARNING)
+
+    greeting, reply = talk_over_websocket(socket_url, cookie_header, "one more")
+
+    assert greeting == "count=0"
+    assert reply.startswith("refused: cannot start a session here") and "WebSocket" in reply
+    assert keys_under(store_client, prefix) == []
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 # -- concurrency ------------------------------------------------------------------------------------

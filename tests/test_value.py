@@ -71,6 +71,9 @@ def test_str_reads_utf8_text_or_empty(raw, text):
         (b"1e3", 0),
         (b"0x10", 0),
         (b"\xff", 0),
+        (b"1_000", 0),  # Python's int() spelling, never written by encode()
+        (b"\xd9\xa3", 0),  # an Arabic-Indic digit: int() would read it as 3
+        (b"9" * 5000, 0),  # past Python's int/str digit limit
     ],
 )
 def test_int_reads_whole_numbers_or_zero(raw, number):
@@ -89,6 +92,11 @@ def test_int_reads_whole_numbers_or_zero(raw, number):
         (b"", 0.0),
         (b"abc", 0.0),
         (b"\xff", 0.0),
+        (b"nan", 0.0),  # encode() refuses NaN and infinity, so such text is not a stored number
+        (b"inf", 0.0),
+        (b"-Infinity", 0.0),
+        (b"1e999", 0.0),  # overflows to infinity
+        (b"1_0.5", 0.0),
     ],
 )
 def test_float_reads_numbers_or_zero(raw, number):
@@ -163,6 +171,7 @@ def test_json_parses_stored_json(raw, parsed):
         b'{"a": 1} trailing',
         b"\xff\xfe\x00",  # not UTF-8 (nor any JSON encoding)
         b'{"a":"\xff"}',  # JSON-shaped but not UTF-8
+        b"[" * 20_000 + b"]" * 20_000,  # nested deeper than Python's stack: 40 kB, under the value limit
     ],
 )
 def test_json_is_an_empty_dict_when_absent_or_malformed(raw):
@@ -296,6 +305,13 @@ class Custom:
     """A user-defined class the session has no lossless encoding for."""
 
 
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 class Colour(enum.IntEnum):
     RED = 1
 
@@ -319,6 +335,7 @@ class Colour(enum.IntEnum):
         pytest.param([float("inf")], id="inf-inside-a-list"),
         pytest.param("lone \ud800 surrogate", id="str-with-lone-surrogate"),
         pytest.param({"name": "lone \udfff surrogate"}, id="dict-holding-a-lone-surrogate"),
+        pytest.param(nested(5000), id="list-nested-deeper-than-the-stack"),
     ],
 )
 def test_encode_refuses_values_it_cannot_store_losslessly(value):

@@ -16,6 +16,7 @@ import tornado.httpserver
 import tornado.ioloop
 import tornado.web
 
+from redis_session.aio import async_stores
 from tests.redis_servers import free_port
 
 
@@ -115,6 +116,8 @@ class LiveServer:
         self._ready.set()
         loop.run_forever()
         self._server.stop() if self._server else None
+        # the connection pools the async sessions opened on this loop die with it: close them
+        loop.run_until_complete(async_stores.aclose())
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 

@@ -1,0 +1,140 @@
+"""What each session operation costs in Redis round trips, on a real redis-server, and that the
+TTL refresh rides along in the same round trip (the README's cost table, checked).
+
+A round trip is one write of a request (a command or a whole pipeline) to a Redis socket,
+counted inside redis-py's connection class, as bench/apps.py counts them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, List
+
+import pytest
+import redis.connection
+
+from redis_session import SessionAdmin
+from redis_session.session import Session
+from redis_session.settings import SessionSettings
+from redis_session.store import StoreRegistry
+from redis_session.tornado_session import SessionHandler, sessions_for
+from tests.conftest import RecordingCookie, app_settings
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.redis_server
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> List[int]:
+    """``round_trips[0]``: requests written to any Redis socket since the test reset it to 0."""
+    counter = [0]
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counter[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return counter
+
+
+@pytest.fixture
+def new_session(redis_server: RedisServer, registry: StoreRegistry, prefix: str) -> Iterator[Callable[..., Session]]:
+    """``new_session(session_id=None, **settings)`` on the real server, with every script already
+    loaded (a script's first use costs two extra round trips once per process, not per call)."""
+    def make(session_id: Any = None, **changes: Any) -> Session:
+        settings = SessionSettings(redis_url=redis_server.url, prefix=prefix, expire=600).replace(**changes)
+        return Session(registry.store_for(settings), settings, session_id, RecordingCookie())
+
+    lifetime = make(max_lifetime=3600)
+    lifetime.x = 1
+    lifetime.get_many("x")  # reads with an absolute lifetime are a script too
+    warm = make()
+    warm.incr("n")
+    warm.flash("m")
+    warm.flashes()
+    warm.bind_user("warm-up")
+    warm.regenerate()
+    warm.destroy()
+    yield make
+
+
+def cost(round_trips: List[int], action: Callable[[], Any]) -> int:
+    round_trips[0] = 0
+    action()
+    return round_trips[0]
+
+
+def test_the_readme_counter_costs_two_round_trips_and_each_refreshes_the_ttl(new_session, round_trips, redis_server, prefix):
+    """count = session.count.int; session.count = count + 1 is two round trips, and each of them alone restarts the idle timer."""
+    session = new_session()
+    session.count = 1
+    key = f"{prefix}:sessions:{session.session_id}"
+    client = redis_server.client()
+
+    client.expire(key, 5)
+    assert cost(round_trips, lambda: session.count.int) == 1
+    assert client.ttl(key) > 590
+    client.expire(key, 5)
+    assert cost(round_trips, lambda: session.set("count", 2)) == 1
+    assert client.ttl(key) > 590
+    client.close()
+
+
+@pytest.mark.parametrize("max_lifetime", [0, 3600])
+@pytest.mark.parametrize(("operation", "expected"), [
+    ("get", 1), ("get_many", 1), ("load", 1), ("keys", 1), ("update", 1), ("delete", 1), ("clear", 1),
+    ("incr", 1), ("flash", 1), ("flashes", 1), ("destroy", 1), ("regenerate", 2),
+])
+def test_each_operation_is_one_round_trip_with_its_ttl_refresh(new_session, round_trips, operation, expected, max_lifetime):
+    """Reads, writes, incr and flashes are one round trip each (TTL refresh included), also with an absolute lifetime."""
+    session = new_session(max_lifetime=max_lifetime)
+    session.update(a=1, b=2)
+    calls = {
+        "get": lambda: session.a, "get_many": lambda: session.get_many("a", "b"), "load": session.load,
+        "keys": session.keys, "update": lambda: session.update(c=3, d=4), "delete": lambda: session.delete("a"),
+        "clear": session.clear, "incr": lambda: session.incr("n"), "flash": lambda: session.flash("hi"),
+        "flashes": session.flashes, "destroy": session.destroy, "regenerate": session.regenerate,
+    }
+    assert cost(round_trips, calls[operation]) == expected
+
+
+def test_binding_and_listing_users_cost_what_the_readme_says(new_session, round_trips, registry, prefix, redis_server):
+    """bind_user is 4 round trips on a first visit, 5 from an anonymous session, 6 when the user
+    has other sessions; destroy of a bound session 2; the admin listing 3."""
+    assert cost(round_trips, lambda: new_session().bind_user("alice")) == 4
+    anonymous = new_session()
+    anonymous.cart = "3 items"
+    assert cost(round_trips, lambda: anonymous.bind_user("bob")) == 5
+    another = new_session()
+    another.cart = "1 item"
+    assert cost(round_trips, lambda: another.bind_user("alice")) == 6
+    assert cost(round_trips, another.destroy) == 2
+    settings = SessionSettings(redis_url=redis_server.url, prefix=prefix)
+    admin = SessionAdmin(settings, registry.store_for(settings))
+    assert cost(round_trips, lambda: admin.sessions_for_user("alice")) == 3
+    assert cost(round_trips, lambda: admin.revoke_user("alice")) == 3 + 1  # one session ended
+
+
+class Counter(SessionHandler):
+    def get(self) -> None:
+        count = self.session.count.int
+        self.session.count = count + 1
+        self.write(str(count + 1))
+
+
+def test_applications_on_one_store_share_one_client_and_open_no_connection_per_request(serve, redis_server, prefix):
+    """Two Applications on the same Redis URL share one store (one connection pool), and 50 requests open no new connection."""
+    first = serve([("/", Counter)], redis_session=app_settings(redis_server.url, prefix))
+    second = serve([("/", Counter)], redis_session=app_settings(redis_server.url, prefix + "b"))
+    browsers = [first.browser(), second.browser()]
+    assert [browser.get("/").text for browser in browsers] == ["1", "1"]
+    assert sessions_for(first.application).store is sessions_for(second.application).store
+    client = redis_server.client()
+    opened = client.info("stats")["total_connections_received"]
+
+    for index in range(50):
+        assert browsers[index % 2].get("/").status == 200
+
+    # the one connection this check itself opened is all that is new
+    assert client.info("stats")["total_connections_received"] == opened
+    client.close()
