@@ -28,9 +28,9 @@ import redis
 
 from .admin import SessionAdmin
 from .errors import ConfigurationError, SessionUnavailableError
-from .operations import PENDING_PREFIX
 from .settings import SETTINGS_BY_NAME, SessionSettings, normalise_name
 from .store import STORE_ERRORS, Store, connect, describe_url, user_index_key
+from .user_index import PENDING_PREFIX
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_CONFIGURATION, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130

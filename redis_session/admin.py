@@ -17,10 +17,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import redis
 
 from .errors import SessionUnavailableError
-from .operations import PENDING_GRACE_SECONDS, PENDING_PREFIX
 from .scripts import CREATED_FIELD, USER_FIELD
 from .settings import SessionSettings
 from .store import STORE_ERRORS, Store, is_unavailable, session_key, stores, user_index_key
+from .user_index import PENDING_GRACE_SECONDS, PENDING_PREFIX
 
 T = TypeVar("T")
 

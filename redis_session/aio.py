@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 import time
+import traceback
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
@@ -23,7 +25,8 @@ from redis.backoff import NoBackoff
 from . import pipelines
 from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
 from .errors import ConfigurationError
-from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, fingerprint, merge_updates
+from .identity import fingerprint
+from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
 from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
 from .scripts import SCRIPTS
 from .settings import SessionSettings
@@ -68,9 +71,13 @@ class AsyncStore:
             raise
 
     async def _run_script(self, call: Call) -> Any:
-        if call.script in pipelines.PIPELINES:
-            return await pipelines.run_async(self.client, call.script, call.key, call.args)
-        return await self.scripts[call.script](keys=(call.key,), args=call.args)
+        try:
+            if call.script in pipelines.PIPELINES:
+                return await pipelines.run_async(self.client, call.script, call.key, call.args)
+            return await self.scripts[call.script](keys=(call.key,), args=call.args)
+        except (AttributeError, TypeError) as error:
+            raise_if_dropped_connection(error)
+            raise
 
     async def _end_and_wait(self, call: Call) -> Any:
         """The script, then WAIT, on one connection in one round trip (see Store._end_and_wait)."""
@@ -110,6 +117,20 @@ class AsyncStore:
             mark_for_reconnect = getattr(connection, "mark_for_reconnect", None)
             if mark_for_reconnect is not None and (connection.host, connection.port) != tuple(address):
                 mark_for_reconnect()
+
+
+def raise_if_dropped_connection(error: Exception) -> None:
+    """Raise ``ConnectionError`` for an AttributeError/TypeError that redis-py's asyncio
+    connection code raised on a connection closed under it; return for any other.
+
+    During a cluster failover redis-py's asyncio client closes "free" connections another task
+    has already taken (redis/redis-py#4287), and that task then fails inside redis-py with
+    ``'NoneType' object has no attribute 'writelines'``. For the session that is a dropped
+    connection (a 503, or one more try for an idempotent call), not a bug in the application.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames and f"{os.sep}redis{os.sep}asyncio{os.sep}" in frames[-1].filename:
+        raise redis.exceptions.ConnectionError(f"connection closed while in use: {error}") from error
 
 
 def make_async_client(settings: SessionSettings) -> Any:

@@ -20,7 +20,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 from .admin import SessionAdmin
 from .errors import ConfigurationError, SessionUnavailableError
-from .operations import is_valid_session_id
+from .identity import is_valid_session_id
 from .session import Session
 from .settings import SETTINGS, SessionSettings
 from .store import Store, stores

@@ -8,33 +8,22 @@ no-resurrection rule, limits and encoding exist exactly once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import secrets
-import time
 from typing import Any, Dict, Generator, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
 
 from .errors import RedisSessionError, SessionLimitError, SessionValueError
-from .pipelines import LIVE_KEYS, PLAIN_READ
+from .identity import check_name, check_user_id, fingerprint, new_session_id
+from .pipelines import PLAIN_READ
 from .scripts import RESERVED_PREFIX, USER_FIELD
 from .settings import SessionSettings
-from .store import Call, session_key, user_index_key
+from .store import Call, session_key
+from .user_index import confirm, list_pending, unlist, user_of
 from .value import Value, encode, is_finite_number
 
 logger = logging.getLogger("redis_session")
 
 OK, GONE, TAKEN, TOO_MANY_FIELDS, FIELD_ERROR, CORRUPT = 1, 0, -1, -2, -3, -4
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-ID_BYTES = 24  # 192 random bits, 32 URL-safe characters
-# Ids this library mints, and the ids of redis-session 0.2.1 (so its sessions carry over).
-SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")
-_FINGERPRINT_KEY = secrets.token_bytes(16)
-#: A user's index lists a session being bound as ``pending:<id>`` until its key exists (see
-#: ``regenerate``); a pending entry older than this is left over from a bind that never finished.
-PENDING_PREFIX = "pending:"
-PENDING_GRACE_SECONDS = 60.0
-
 T = TypeVar("T")
 #: A session operation: yields store calls, receives their replies, returns a T.
 Operation = Generator[Call, Any, T]
@@ -53,46 +42,6 @@ class CookieSink(Protocol):
 
     def expire(self) -> None:
         """Tell the browser to drop the session cookie."""
-
-
-def fingerprint(session_id: str) -> str:
-    """A short, salted, per-process digest of an id: enough to correlate log lines, useless to
-    hijack a session (raw ids and cookies never reach the logs)."""
-    return hashlib.blake2b(session_id.encode(), key=_FINGERPRINT_KEY, digest_size=6).hexdigest()
-
-
-def is_valid_session_id(session_id: str) -> bool:
-    return SESSION_ID_PATTERN.match(session_id) is not None
-
-
-def new_session_id() -> str:
-    return secrets.token_urlsafe(ID_BYTES)
-
-
-def check_name(name: Any) -> str:
-    """Field names are non-empty text outside the library's reserved prefix."""
-    if not isinstance(name, str):
-        raise TypeError(f"session field names are str, got {type(name).__name__} {name!r}")
-    if not name:
-        raise ValueError("session field names cannot be empty")
-    if name.startswith(RESERVED_PREFIX):
-        raise ValueError(f"session field {name!r}: names starting with {RESERVED_PREFIX!r} are reserved for the library")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"session field {name!r}: names must be encodable as UTF-8") from None
-    return name
-
-
-def check_user_id(user_id: str) -> str:
-    """User ids are non-empty text that Redis keys can carry (``{prefix}:users:{user_id}``)."""
-    if not user_id:
-        raise ValueError("bind_user() needs a non-empty user id")
-    try:
-        user_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"user id {user_id!r} must be encodable as UTF-8") from None
-    return user_id
 
 
 class SessionCore:
@@ -285,7 +234,7 @@ class SessionCore:
             reply = yield Call("destroy", self._key, (), True)
             user = self._user_of(reply[1])
             if user is not None:
-                yield from self._unindex(user, old_id)
+                yield from unlist(self.settings, user, old_id)
         self.session_id = None
         self._key = ""
         self.cookie.expire()
@@ -337,26 +286,26 @@ class SessionCore:
         for _ in range(3):
             self._mint()
             if new_user is not None:
-                evicted.extend((yield from self._index(new_user, replacing)))
+                evicted.extend((yield from list_pending(settings, new_user, self.session_id or "", replacing)))
             copied = yield Call("copy", self._key, (settings.expire, settings.max_lifetime, "copy") + tuple(pairs), True)
             if copied[0] != TAKEN:
                 break
             if new_user is not None:
-                yield from self._unindex(new_user, self.session_id or "")
+                yield from unlist(settings, new_user, self.session_id or "")
         else:
             raise RedisSessionError("three freshly minted session ids were all taken; check the random source")
         new_id = self.session_id or ""
         for member in evicted:
             yield Call("destroy", session_key(settings.prefix, member), (), True)
         if old_user is not None and old_id is not None and replacing is None:
-            yield from self._unindex(old_user, old_id)
+            yield from unlist(settings, old_user, old_id)
         if copied[0] != OK:  # the absolute deadline had passed: the session ends here
             if new_user is not None:
-                yield from self._unindex(new_user, new_id)
+                yield from unlist(settings, new_user, new_id)
             self._end()
             return None
         if new_user is not None:
-            listed = yield Call("user_index", user_index_key(settings.prefix, new_user), ("confirm", new_id, replacing or ""), True)
+            listed = yield from confirm(settings, new_user, new_id, replacing)
             if not listed:
                 logger.warning(
                     "session %s: its user's sessions were revoked while it was being bound; ending it",
@@ -372,46 +321,8 @@ class SessionCore:
         self.session_id, self._key = None, ""
         self.cookie.expire()
 
-    def _index(self, user_id: str, replacing: Optional[str]) -> Operation[List[str]]:
-        """List this (new) session under its user, dropping entries of sessions that expired;
-        returns the ids evicted past ``max_per_user``, oldest first, for the caller to end."""
-        settings = self.settings
-        index = user_index_key(settings.prefix, user_id)
-        flat = yield Call("user_index", index, ("members",), True)
-        stale = _now() + settings.expire - PENDING_GRACE_SECONDS
-        dead: List[str] = [replacing] if replacing is not None else []
-        candidates: List[str] = []
-        for raw, score in zip(flat[0::2], flat[1::2]):
-            entry = raw.decode("ascii", "replace")
-            if entry.startswith(PENDING_PREFIX):
-                if float(score) <= stale:
-                    dead.append(entry)  # a bind that never finished (its process died)
-            elif entry != replacing:
-                candidates.append(entry)
-        if candidates:
-            alive = yield Call(LIVE_KEYS, index, tuple(session_key(settings.prefix, entry) for entry in candidates), True)
-            dead.extend(entry for entry, live in zip(candidates, alive) if not live)
-        now = _now()
-        evicted = yield Call(
-            "user_index", index,
-            ("add", self.session_id, repr(now + settings.expire), settings.max_per_user, settings.user_index_ttl, *dead),
-            False,  # a retry after a lost reply would drop evicted ids without ending their sessions
-        )
-        return [member.decode("ascii", "replace") for member in evicted]
-
-    def _unindex(self, user_id: str, session_id: str) -> Operation[None]:
-        yield Call("user_index", user_index_key(self.settings.prefix, user_id), ("remove", session_id), True)
-        return None
-
     def _user_of(self, raw: Optional[bytes]) -> Optional[str]:
-        """The user id stored in a session, or ``None`` (also for a damaged, non-UTF-8 one)."""
-        if not raw:
-            return None
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            logger.warning("session %s: its bound user id is not UTF-8 text; ignoring it", fingerprint(self.session_id or ""))
-            return None
+        return user_of(raw, self.session_id or "")
 
     def user_id(self) -> Operation[Optional[str]]:
         """The user this session is bound to, or ``None``."""
@@ -465,11 +376,6 @@ class SessionCore:
             (flat[index].decode("utf-8", "replace"), flat[index + 1].decode("utf-8", "replace"))
             for index in range(0, len(flat), 2)
         ]
-
-
-def _now() -> float:
-    # sub-second precision: "oldest session" must be well ordered for sessions bound in one second
-    return time.time()
 
 
 def _items(data: Any) -> Iterable[Tuple[bytes, bytes]]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
-from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, fingerprint, merge_updates
+from .identity import fingerprint
+from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
 from .settings import SessionSettings
 from .store import Store
 from .value import Value

@@ -21,7 +21,7 @@ from tornado.options import OptionParser, options
 from .admin import SessionAdmin
 from .aio import AsyncSession, async_stores
 from .errors import ConfigurationError, SessionUnavailableError
-from .operations import is_valid_session_id
+from .identity import is_valid_session_id
 from .session import Session
 from .settings import SETTINGS, SessionSettings, normalise_name
 from .store import Store, stores
@@ -217,12 +217,13 @@ class _SessionGlue(_MixinBase):
 
     _session_cookie: Optional[_TornadoCookie] = None
 
-    def _session_arguments(self) -> Tuple[SessionSettings, Optional[str], _TornadoCookie]:
-        settings = sessions_for(self.application).settings
+    def _session_arguments(self) -> Tuple[_ApplicationSessions, Optional[str], _TornadoCookie]:
+        resolved = sessions_for(self.application)
+        settings = resolved.settings
         # Responses now depend on the session cookie: caches must key on it.
         self.add_header("Vary", "Cookie")
         cookie = self._session_cookie = _TornadoCookie(self, settings)
-        return settings, self._session_id_from_cookie(settings), cookie
+        return resolved, self._session_id_from_cookie(settings), cookie
 
     def clear(self) -> None:
         """Reset the response as Tornado does, but keep it private if the session was used.
@@ -322,8 +323,8 @@ class SessionMixin(_SessionGlue):
         """This request's session, built on first access (no Redis command until a field is used)."""
         session = self._redis_session
         if session is None:
-            settings, session_id, cookie = self._session_arguments()
-            session = self._redis_session = Session(sessions_for(self.application).store, settings, session_id, cookie)
+            resolved, session_id, cookie = self._session_arguments()
+            session = self._redis_session = Session(resolved.store, resolved.settings, session_id, cookie)
         return session
 
     def flash(self, message: str, category: str = "message") -> None:
@@ -346,7 +347,8 @@ class AsyncSessionMixin(_SessionGlue):
         """This request's session, built on first access (no Redis command until a field is used)."""
         session = self._redis_session
         if session is None:
-            settings, session_id, cookie = self._session_arguments()
+            resolved, session_id, cookie = self._session_arguments()
+            settings = resolved.settings
             session = self._redis_session = AsyncSession(async_stores.store_for(settings), settings, session_id, cookie)
         return session
 

@@ -26,11 +26,12 @@ shared_redis_cluster = redis_topologies.shared_redis_cluster
 shared_sentinel_setup = redis_topologies.shared_sentinel_setup
 
 #: Which integrations the behaviour suite goes through on each spawned topology (see
-#: :func:`pytest_collection_modifyitems`). "direct" covers the blocking store, "tornado-async"
-#: the asyncio store; sync Tornado adds the web glue on top of the blocking store behind sentinels.
+#: :func:`pytest_collection_modifyitems`): all of them, as issue 6 asks ("sync and async, Tornado
+#: and Flask"). "direct" is the blocking store alone, "tornado" and "flask" the blocking store
+#: under each web glue, "tornado-async" the asyncio store.
 TOPOLOGY_INTEGRATIONS: Dict[str, FrozenSet[str]] = {
-    "cluster": frozenset({"direct", "tornado-async"}),
-    "sentinel": frozenset({"direct", "tornado", "tornado-async"}),
+    "cluster": frozenset({"direct", "tornado", "tornado-async", "flask"}),
+    "sentinel": frozenset({"direct", "tornado", "tornado-async", "flask"}),
 }
 
 

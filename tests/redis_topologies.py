@@ -4,10 +4,12 @@ them.
 
 * :class:`RedisCluster`: N masters (3) and optionally one replica per master, created with
   ``redis-cli --cluster create``; ``kill_master(i)`` crashes a master and waits for its replica to
-  take over.
+  take over; ``freeze_all()`` / ``thaw_all()`` and ``stop_all()`` / ``restart_all()`` take every
+  node away and bring it back.
 * :class:`SentinelSetup`: one master, one replica and three sentinels; ``failover()`` asks for a
-  failover (``SENTINEL FAILOVER``), ``kill_master()`` crashes the master and waits for the
-  sentinels to promote the replica.
+  failover (``SENTINEL FAILOVER``, once the sentinels agree and see an in-sync replica, retried
+  while they answer NOGOODSLAVE or INPROG), ``kill_master()`` crashes the master and waits for
+  the sentinels to promote the replica.
 
 Every node runs in its own temporary directory (cluster nodes and sentinels rewrite their config
 files) with no persistence. Short timeouts (``cluster-node-timeout 1000``,
@@ -27,7 +29,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 import redis
@@ -82,6 +84,13 @@ def info_section(client: redis.Redis[bytes], command: str) -> Dict[str, str]:
         if colon:
             fields[name.strip()] = value.strip()
     return fields
+
+
+def flags_of(state: Any) -> Set[str]:
+    """The ``flags`` of a ``SENTINEL MASTER`` / ``SENTINEL REPLICAS`` entry as a set (redis-py gives
+    the comma-separated text over RESP2 and a set over RESP3)."""
+    flags = state.get("flags", "")
+    return set(flags) if isinstance(flags, (set, frozenset, list)) else set(str(flags).split(","))
 
 
 def role_of(client: redis.Redis[bytes]) -> str:
@@ -305,6 +314,31 @@ class RedisCluster:
         wait_until(self.healthy, deadline_seconds, "the cluster reaching cluster_state:ok after the failover")
         return time.monotonic() - started
 
+    def freeze_all(self) -> None:
+        """SIGSTOP every node: nothing answers, yet connects still succeed (the kernel accepts
+        them), as when every host hangs. :meth:`thaw_all` undoes it."""
+        for node in self.nodes:
+            node.pause()
+
+    def thaw_all(self, deadline_seconds: float = 30.0) -> None:
+        """SIGCONT every node and wait until the cluster is ok again (data intact)."""
+        for node in self.nodes:
+            node.resume()
+        self.wait_healthy(deadline_seconds)
+
+    def stop_all(self) -> None:
+        """Stop every node (connections refused), keeping each node's directory and cluster config."""
+        for node in self.nodes:
+            node.stop()
+
+    def restart_all(self, deadline_seconds: float = 30.0) -> None:
+        """Start every node again on its port and wait until the cluster is ok. Each node reloads
+        its cluster config (its slots and the other nodes), so the same cluster forms again,
+        empty: nothing is persisted."""
+        for node in self.nodes:
+            node.start()
+        self.wait_healthy(deadline_seconds)
+
 
 # -- Sentinel ------------------------------------------------------------------------------
 
@@ -515,16 +549,112 @@ class SentinelSetup:
 
     def failover(self, deadline_seconds: float = 30.0) -> float:
         """``SENTINEL FAILOVER``, then wait until a sentinel names the new master and its ROLE is
-        master. Returns those seconds; the caller may ``wait_healthy()`` before the next fault."""
-        old = self.master()
-        client = self.sentinels[0].client()
+        master. Returns the seconds from the accepted command to that; the caller may
+        ``wait_healthy()`` before the next fault.
+
+        A sentinel refuses the command with NOGOODSLAVE until it has a fresh view of a healthy
+        replica (right after setup or a previous failover it may not have one yet: it rebuilds
+        its replica list and needs an INFO reply from each) and with INPROG while a previous
+        failover is still finishing. So first wait until every sentinel names the same master
+        and the asked sentinel sees a replica it would promote, and retry those two refusals
+        until the deadline; past it the test fails, naming the refusals and the sentinel's view.
+        """
+        deadline = time.monotonic() + deadline_seconds
+        old = self.wait_sentinels_agree(deadline_seconds)
+        asked = self.sentinels[0]
+        refusals: List[str] = []
+        view = "not read yet"
+        while True:
+            try:
+                ready, view = self.promotable_replica(asked, old.port)
+                if ready:
+                    client = asked.client()
+                    try:
+                        client.execute_command("SENTINEL FAILOVER", SERVICE_NAME)
+                    finally:
+                        client.close()
+                    break
+            except redis.exceptions.ResponseError as error:
+                if not str(error).startswith(("NOGOODSLAVE", "INPROG")):
+                    raise
+                refusals.append(str(error))
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+                view = f"sentinel on port {asked.port} did not answer: {type(error).__name__}: {error}"
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"SENTINEL FAILOVER of the master on port {old.port} was not accepted within "
+                    f"{deadline_seconds}s; refusals: {sorted(set(refusals)) or 'none (never asked)'}; "
+                    f"the sentinel's last view: {view}",
+                    pytrace=False,
+                )
+            time.sleep(0.1)
         started = time.monotonic()
+        self._wait_promoted(old.port, max(1.0, deadline - started))
+        return time.monotonic() - started
+
+    def promotable_replica(self, sentinel: SentinelServer, master_port: int) -> Tuple[bool, str]:
+        """Whether ``sentinel`` names ``master_port`` as master, has no failover in progress and
+        sees a replica it would promote (the checks of Redis's ``sentinelSelectSlave``) that is in
+        sync by its own INFO; also a description of what it sees, for messages.
+
+        The replica's link status comes from the replica itself: the sentinel's copy is refreshed
+        only every 10 s, and right after a failover it still describes the old master as it was
+        before its demotion (role master, no link), which the sentinel would happily promote.
+        """
+        client = sentinel.client()
         try:
-            client.execute_command("SENTINEL FAILOVER", SERVICE_NAME)
+            state = client.sentinel_master(SERVICE_NAME)
+            replicas = client.sentinel_slaves(SERVICE_NAME)
         finally:
             client.close()
-        self._wait_promoted(old.port, deadline_seconds)
-        return time.monotonic() - started
+        master_flags = flags_of(state)
+        described: List[str] = []
+        good = 0
+        for replica in replicas:
+            port = int(replica.get("port", 0))
+            own = self.own_replication(port)
+            described.append(
+                f"replica {replica.get('ip')}:{port} flags={','.join(sorted(flags_of(replica)))} "
+                f"info-refresh={replica.get('info-refresh')}ms last-ok-ping={replica.get('last-ok-ping-reply')}ms "
+                f"link-down={replica.get('master-link-down-time')}ms, by its own INFO: {own}"
+            )
+            selectable = (
+                not flags_of(replica) & {"s_down", "o_down", "disconnected"}
+                and int(replica.get("slave-priority", 1)) > 0
+                # sentinelSelectSlave skips a replica whose last INFO reply is older than 3 INFO
+                # periods (30 s), whose last ping reply is older than 5 ping periods (5 s), or
+                # whose link to the master has been down longer than 10 down-after periods (10 s)
+                and int(replica.get("info-refresh", 1 << 62)) < 20_000
+                and int(replica.get("last-ok-ping-reply", 1 << 62)) < 4_000
+                and int(replica.get("master-link-down-time", 0)) < 5_000
+            )
+            in_sync = own == f"slave of {master_port}, link up"
+            good += selectable and in_sync
+        view = (f"master port {state.get('port')} flags={','.join(sorted(master_flags))}; "
+                + ("; ".join(described) or "no replicas"))
+        if int(state.get("port", 0)) != master_port or "failover_in_progress" in master_flags:
+            return False, view
+        return good > 0, view
+
+    def own_replication(self, port: int) -> str:
+        """What the data node on ``port`` says of its replication: ``slave of <port>, link <status>``,
+        ``master``, or why it could not say."""
+        try:
+            server = self.server_at(port)
+        except KeyError:
+            return "not one of this setup's data nodes"
+        if server.process is None:
+            return "stopped"
+        client = server.client()
+        try:
+            replication = info_section(client, "INFO replication")
+        except (redis.exceptions.RedisError, OSError) as error:
+            return f"no answer ({type(error).__name__})"
+        finally:
+            client.close()
+        if replication.get("role") != "slave":
+            return str(replication.get("role"))
+        return f"slave of {replication.get('master_port')}, link {replication.get('master_link_status')}"
 
     def kill_master(self, deadline_seconds: float = 30.0) -> float:
         """Crash the master (SIGKILL) and wait until the sentinels promote the replica. Returns
@@ -560,6 +690,15 @@ def redis_cluster_with_replicas() -> Iterator[RedisCluster]:
     """Three masters with one replica each, for failover tests (which may kill masters)."""
     _refuse_external()
     cluster = RedisCluster(masters=3, replicas_per_master=1).start()
+    yield cluster
+    cluster.cleanup()
+
+
+@pytest.fixture
+def redis_cluster_to_stop() -> Iterator[RedisCluster]:
+    """Three masters, no replicas, of one test's own: it may freeze, stop and restart every node."""
+    _refuse_external()
+    cluster = RedisCluster(masters=3).start()
     yield cluster
     cluster.cleanup()
 

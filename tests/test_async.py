@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import random
 import subprocess
 import sys
@@ -233,3 +234,60 @@ def test_concurrent_writes_through_one_async_session_make_one_session(redis_serv
     assert {name: value.int for name, value in fields.items()} == {f"f{index}": index for index in range(20)}
     assert cookie.events == [("issue", session_id)]
     assert sorted(redis_server.client().scan_iter(match=f"{prefix}:sessions:*")) == [f"{prefix}:sessions:{session_id}".encode()]
+
+
+def redis_internal_failure():
+    """A function whose code claims to live in redis-py's asyncio package, failing as redis-py
+    does on a connection closed under it (redis/redis-py#4287)."""
+    namespace: dict = {}
+    filename = os.path.join(os.sep, "site-packages", "redis", "asyncio", "connection.py")
+    exec(compile("def write():\n    None.writelines([])\n", filename, "exec"), namespace)
+    return namespace["write"]
+
+
+class FlakyScripts:
+    """A client stub whose scripts fail like redis-py's asyncio connection ``failures`` times, then answer ``reply``."""
+
+    def __init__(self, failures: int, reply):
+        self.failures, self.reply, self.calls = failures, reply, 0
+        self.write = redis_internal_failure()
+
+    def register_script(self, source):
+        async def run(keys, args):
+            self.calls += 1
+            if self.calls <= self.failures:
+                self.write()
+            return self.reply
+        return run
+
+
+@pytest.mark.parametrize(("failures", "outcome"), [(1, "answers"), (2, "unavailable")])
+def test_a_connection_closed_under_an_async_read_is_a_dropped_connection(failures, outcome):
+    """redis-py's asyncio client failing with an AttributeError on a closed connection is a dropped
+    connection: an idempotent call is sent once more, and a second failure is SessionUnavailableError (a 503)."""
+    from redis_session.aio import AsyncStore
+    from redis_session.errors import SessionUnavailableError
+    from redis_session.store import Call
+
+    client = FlakyScripts(failures, [1, [b"kept"]])
+    store = AsyncStore("redis://example:6379/0", client)
+    call = Call("read", "t:sessions:x", (60, 3600, "old", "fields", "note"), True)
+    if outcome == "answers":
+        assert asyncio.run(store.execute(call)) == [1, [b"kept"]]
+    else:
+        with pytest.raises(SessionUnavailableError):
+            asyncio.run(store.execute(call))
+    assert client.calls == 2
+
+
+def test_a_connection_closed_under_an_async_incr_is_not_sent_again():
+    """The same failure during incr (not idempotent) is SessionUnavailableError at once, never a second send."""
+    from redis_session.aio import AsyncStore
+    from redis_session.errors import SessionUnavailableError
+    from redis_session.store import Call
+
+    client = FlakyScripts(1, [1, 5])
+    store = AsyncStore("redis://example:6379/0", client)
+    with pytest.raises(SessionUnavailableError):
+        asyncio.run(store.execute(Call("incr", "t:sessions:x", (60, 0, "old", 1000, "n", "1", "int"), False)))
+    assert client.calls == 1

@@ -9,9 +9,12 @@ replica per master (failover), and a master + replica + 3 sentinels. What is che
 * a slot migrated (IMPORTING / MIGRATING / MIGRATE / SETSLOT NODE) under 20 writing threads
   loses no write;
 * failovers (SENTINEL FAILOVER, a killed sentinel master, a killed cluster master) give each call
-  either a success or ``SessionUnavailableError`` within about twice the timeout, and the same
-  store object works again afterwards. The outage windows seen are printed (``-s``) and recorded
-  as user properties.
+  (``incr``, never retried; ``get`` and ``set``, retried once after a dropped connection) either a
+  success or ``SessionUnavailableError`` within its bound, and the same store object works again
+  afterwards. The outage windows seen are printed (``-s``) and recorded as user properties;
+* a cluster whose every node stops answering (frozen, then stopped), and a cluster URL whose
+  nodes are down when the store is first built, give only ``SessionUnavailableError`` within the
+  bound, sync and asyncio, and work again once the nodes are back.
 
 Stores are built from the multi-host URLs users write (every node, every sentinel). Behind
 sentinels a warm store follows a failover to the new master, and with ``redis-wait-replicas``
@@ -24,8 +27,11 @@ import asyncio
 import io
 import threading
 import time
+import traceback
 import uuid
+import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
@@ -40,15 +46,18 @@ from redis_session.store import MASTER_CHECK_SECONDS, Store, StoreRegistry, sess
 from tests import redis_topologies
 from tests.redis_topologies import RedisCluster, SentinelSetup
 
-# The topology fixtures (module scope; a killable sentinel setup per test).
+# The topology fixtures (module scope; a killable sentinel setup and a stoppable cluster per test).
 redis_cluster = redis_topologies.redis_cluster
 redis_cluster_with_replicas = redis_topologies.redis_cluster_with_replicas
+redis_cluster_to_stop = redis_topologies.redis_cluster_to_stop
 sentinel_setup = redis_topologies.sentinel_setup
 sentinel_setup_to_kill = redis_topologies.sentinel_setup_to_kill
 
 FAILOVER_TIMEOUT = 0.5  # redis_timeout of the stores hammered through failovers
-# "never a hang": one call may wait for a connect and a reply; allow scheduling slack on 2 cores
+# "never a hang": one attempt may wait for a connect and a reply; allow scheduling slack on 2 cores
 CALL_BOUND = 2 * FAILOVER_TIMEOUT + 0.5
+# reads and plain writes are sent once more after a dropped connection: two attempts
+RETRIED_CALL_BOUND = 2 * (2 * FAILOVER_TIMEOUT) + 0.5
 
 
 class Cookie:
@@ -72,30 +81,53 @@ def make_settings(url: str, **changes: Any) -> SessionSettings:
     return SessionSettings(redis_url=url, prefix=new_prefix(), cookie_secure=False).replace(**changes)
 
 
+#: The sentinel clients of each store opened here, listed when it is opened. redis-py's
+#: ``discover_master`` moves the sentinel that answered to the front of its list with a swap that
+#: is not safe for concurrent callers (threads, or tasks across an await): two racing lookups can
+#: leave one client in the list twice and drop another, which closing the list would then miss.
+_sentinel_clients: weakref.WeakKeyDictionary[Any, List[Any]] = weakref.WeakKeyDictionary()
+
+
+def sentinel_clients_of(store: Any) -> List[Any]:
+    """The clients a sentinel store keeps on the sentinels (none for other stores)."""
+    manager = getattr(getattr(store.client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", []))
+
+
 def open_store(settings: SessionSettings) -> Store:
     """A store of the test's own, built as the web glue builds it (a fresh registry)."""
-    return StoreRegistry().store_for(settings)
+    store = StoreRegistry().store_for(settings)
+    _sentinel_clients[store] = sentinel_clients_of(store)
+    return store
 
 
 def open_async_store(settings: SessionSettings) -> AsyncStore:
     """An asyncio store of the test's own (inside a running loop), as the web glue builds it."""
-    return AsyncStoreRegistry().store_for(settings)
+    store = AsyncStoreRegistry().store_for(settings)
+    _sentinel_clients[store] = sentinel_clients_of(store)
+    return store
+
+
+def sentinels_to_close(store: Any) -> List[Any]:
+    """Every sentinel client the store had when opened or has now, each once."""
+    unique: Dict[int, Any] = {}
+    for sentinel in _sentinel_clients.pop(store, []) + sentinel_clients_of(store):
+        unique.setdefault(id(sentinel), sentinel)
+    return list(unique.values())
 
 
 def close_store(store: Store) -> None:
     """Close the store's client and, behind sentinels, the clients of the sentinels too."""
-    client = store.client
-    manager = getattr(client.connection_pool, "sentinel_manager", None) if hasattr(client, "connection_pool") else None
-    client.close()
-    for sentinel in getattr(manager, "sentinels", []):
+    sentinels = sentinels_to_close(store)
+    store.client.close()
+    for sentinel in sentinels:
         sentinel.close()
 
 
 async def aclose_store(store: AsyncStore) -> None:
-    client = store.client
-    manager = getattr(client.connection_pool, "sentinel_manager", None) if hasattr(client, "connection_pool") else None
-    await client.aclose()
-    for sentinel in getattr(manager, "sentinels", []):
+    sentinels = sentinels_to_close(store)
+    await store.client.aclose()
+    for sentinel in sentinels:
         await sentinel.aclose()
 
 
@@ -768,77 +800,135 @@ def test_cluster_wait_goes_to_the_master_that_owns_the_session(redis_cluster_wit
 
 # -- failovers -------------------------------------------------------------------------------
 
+#: The slowest a call may be under a fault, per operation. ``incr`` is sent once: one attempt may
+#: wait for a connect and for a reply. Reads and plain writes are sent a second time after a
+#: dropped connection, so they may take two attempts. Both get half a second of scheduling slack
+#: (2 cores shared with the Redis processes).
+CALL_BOUNDS = {"incr": CALL_BOUND, "set": RETRIED_CALL_BOUND, "get": RETRIED_CALL_BOUND}
+#: What each hammer does in a loop: ``incr("hits")`` (never retried) or ``set("note", n)`` then
+#: ``get("note")`` (each retried once after a dropped connection).
+HAMMER_KINDS = ("incr", "get/set")
+
 
 @dataclass
 class CallRecord:
     started: float
     seconds: float
+    operation: str  # "incr", "set" or "get"
     outcome: str  # "ok", "unavailable" or the unexpected exception
-    value: Optional[int] = None  # what a successful incr returned
+    value: Optional[int] = None  # what incr returned, the number set wrote, or what get read
 
 
 @dataclass
 class HammerLog:
+    kind: str
     records: List[CallRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     final_session_id: Optional[str] = None
+    first_traceback: Optional[str] = None  # of the first unexpected exception, for the report
 
-    def add(self, started: float, outcome: str, value: Any = None) -> None:
+    def add(self, started: float, operation: str, outcome: str, value: Any = None) -> None:
         with self.lock:
-            self.records.append(CallRecord(started, time.monotonic() - started, outcome, value))
+            self.records.append(CallRecord(started, time.monotonic() - started, operation, outcome, value))
+
+    def unexpected(self, started: float, operation: str, error: BaseException) -> None:
+        with self.lock:
+            if self.first_traceback is None:
+                self.first_traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__)[-12:])
+        self.add(started, operation, f"{type(error).__name__}: {error}")
 
     def snapshot(self) -> List[CallRecord]:
         with self.lock:
             return list(self.records)
 
 
+def as_number(raw: Optional[bytes]) -> Optional[int]:
+    return None if raw is None else int(raw)
+
+
+def attempt(log: HammerLog, operation: str, call: Callable[[], Any], written: Optional[int] = None) -> None:
+    """Make one call and record its outcome and duration."""
+    started = time.monotonic()
+    try:
+        result = call()
+    except SessionUnavailableError:
+        log.add(started, operation, "unavailable", written)
+    except Exception as error:  # noqa: BLE001 - the property under test: nothing else
+        log.unexpected(started, operation, error)
+    else:
+        log.add(started, operation, "ok", written if operation == "set" else result)
+
+
+async def attempt_async(log: HammerLog, operation: str, call: Callable[[], Any], written: Optional[int] = None) -> None:
+    started = time.monotonic()
+    try:
+        result = await call()
+    except SessionUnavailableError:
+        log.add(started, operation, "unavailable", written)
+    except Exception as error:  # noqa: BLE001
+        log.unexpected(started, operation, error)
+    else:
+        log.add(started, operation, "ok", written if operation == "set" else result)
+
+
 def hammer_sync(store: Store, settings: SessionSettings, session_id: str, stop: threading.Event, log: HammerLog) -> None:
     session = Session(store, settings, session_id, Cookie())
+    number = 0
     while not stop.is_set():
-        started = time.monotonic()
-        try:
-            log.add(started, "ok", session.incr("hits"))
-        except SessionUnavailableError:
-            log.add(started, "unavailable")
-        except Exception as error:  # noqa: BLE001 - the property under test: nothing else
-            log.add(started, f"{type(error).__name__}: {error}")
+        number += 1
+        if log.kind == "incr":
+            attempt(log, "incr", partial(session.incr, "hits"))
+        else:
+            attempt(log, "set", partial(session.set, "note", number), number)
+            attempt(log, "get", lambda: as_number(session.get("note").raw))
         time.sleep(0.01)
     log.final_session_id = session.session_id
 
 
-def hammer_async(settings: SessionSettings, session_id: str, stop: threading.Event, log: HammerLog) -> None:
+def hammer_async(settings: SessionSettings, session_ids: Dict[str, str], stop: threading.Event,
+                 logs: Dict[str, HammerLog]) -> None:
+    """One event loop running a task per log, all on one AsyncStore (as one process of an app)."""
+    async def hammer(store: AsyncStore, session_id: str, log: HammerLog) -> None:
+        session = AsyncSession(store, settings, session_id, Cookie())
+
+        async def get() -> Optional[int]:
+            return as_number((await session.get("note")).raw)
+
+        number = 0
+        while not stop.is_set():
+            number += 1
+            if log.kind == "incr":
+                await attempt_async(log, "incr", partial(session.incr, "hits"))
+            else:
+                await attempt_async(log, "set", partial(session.set, "note", number), number)
+                await attempt_async(log, "get", get)
+            await asyncio.sleep(0.01)
+        log.final_session_id = session.session_id
+
     async def main() -> None:
         store = open_async_store(settings)
-        session = AsyncSession(store, settings, session_id, Cookie())
         try:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    log.add(started, "ok", await session.incr("hits"))
-                except SessionUnavailableError:
-                    log.add(started, "unavailable")
-                except Exception as error:  # noqa: BLE001
-                    log.add(started, f"{type(error).__name__}: {error}")
-                await asyncio.sleep(0.01)
-            log.final_session_id = session.session_id
+            await asyncio.gather(*(hammer(store, session_ids[name], log) for name, log in logs.items()))
         finally:
             await aclose_store(store)
 
     try:
         asyncio.run(main())
     except Exception as error:  # noqa: BLE001
-        log.add(time.monotonic(), f"hammer crashed: {type(error).__name__}: {error}")
+        for log in logs.values():
+            log.add(time.monotonic(), "loop", f"hammer crashed: {type(error).__name__}: {error}")
 
 
 class Hammers:
-    """A blocking thread and an asyncio thread incrementing one session each, through the same
-    long-lived store objects (no restart, no new client), recording every call."""
+    """Blocking threads and one asyncio thread, each hammering its own session through the same
+    long-lived store objects (no restart, no new client) with ``incr`` and with ``set``/``get``,
+    recording every call."""
 
     def __init__(self, url: str) -> None:
         self.settings = make_settings(url, redis_timeout=FAILOVER_TIMEOUT)
         self.store = open_store(self.settings)
         self.stop = threading.Event()
-        self.logs = {"sync": HammerLog(), "async": HammerLog()}
+        self.logs = {f"{mode} {kind}": HammerLog(kind) for mode in ("sync", "async") for kind in HAMMER_KINDS}
         self.threads: List[threading.Thread] = []
         self.session_ids: Dict[str, str] = {}
 
@@ -846,10 +936,12 @@ class Hammers:
         self.session_ids = {name: session_id_for(name) for name in self.logs}
         self.threads = [
             threading.Thread(target=hammer_sync, daemon=True,
-                             args=(self.store, self.settings, self.session_ids["sync"], self.stop, self.logs["sync"])),
-            threading.Thread(target=hammer_async, daemon=True,
-                             args=(self.settings, self.session_ids["async"], self.stop, self.logs["async"])),
+                             args=(self.store, self.settings, self.session_ids[name], self.stop, log))
+            for name, log in self.logs.items() if name.startswith("sync ")
         ]
+        asynchronous = {name: log for name, log in self.logs.items() if name.startswith("async ")}
+        self.threads.append(threading.Thread(target=hammer_async, daemon=True,
+                                             args=(self.settings, self.session_ids, self.stop, asynchronous)))
         for thread in self.threads:
             thread.start()
         return self
@@ -869,19 +961,26 @@ class Hammers:
         close_store(self.store)
 
     def check(self, fault_started: float, recovered: float, label: str, record_property: Any,
-              stored_hits: Callable[[str], Optional[int]]) -> Dict[str, float]:
-        """Only successes or SessionUnavailableError, each within CALL_BOUND; successes again after
-        recovery, the last of them on the current master (``stored_hits`` reads it there).
+              stored: Callable[[str, str], Optional[int]]) -> Dict[str, float]:
+        """Only successes or SessionUnavailableError, each within its CALL_BOUNDS; successes again
+        after recovery, where a get reads what the set before it wrote, and the last write of each
+        hammer is on the current master (``stored(session_id, field)`` reads it there).
         Returns the outage window of each hammer: first failure to the next success after the
         last failure."""
         assert not any(thread.is_alive() for thread in self.threads), "a hammer hung"
         windows: Dict[str, float] = {}
         for name, log in self.logs.items():
             records = log.snapshot()
-            unexpected = sorted({record.outcome for record in records if record.outcome not in ("ok", "unavailable")})
-            assert unexpected == [], f"{label} ({name}): {unexpected}"
-            slowest = max(record.seconds for record in records)
-            assert slowest <= CALL_BOUND, f"{label} ({name}): a call took {slowest:.2f}s"
+            unexpected = sorted({f"{record.operation}: {record.outcome}" for record in records
+                                 if record.outcome not in ("ok", "unavailable")})
+            assert unexpected == [], f"{label} ({name}): {unexpected}; the first:\n{log.first_traceback}"
+            slowest: Dict[str, float] = {}
+            for record in records:
+                slowest[record.operation] = max(slowest.get(record.operation, 0.0), record.seconds)
+            for operation, seconds in slowest.items():
+                assert seconds <= CALL_BOUNDS[operation], (
+                    f"{label} ({name}): a {operation} took {seconds:.2f}s, over its bound of {CALL_BOUNDS[operation]}s"
+                )
             assert any(record.outcome == "ok" and record.started < fault_started for record in records)
             after = [record for record in records if record.started >= recovered]
             assert after and all(record.outcome == "ok" for record in after[-5:]), (
@@ -898,22 +997,37 @@ class Hammers:
                 windows[name] = 0.0
             # after recovery the acknowledged writes are on the current master
             assert log.final_session_id is not None
-            acknowledged = [record.value for record in records if record.outcome == "ok"]
-            stored = stored_hits(log.final_session_id)
-            assert stored == acknowledged[-1], f"{label} ({name}): last incr returned {acknowledged[-1]}, master holds {stored}"
-            lost = (1 + len(acknowledged) - stored) if log.final_session_id == self.session_ids[name] else None
+            if log.kind == "incr":
+                acknowledged = [record.value for record in records if record.outcome == "ok"]
+                held = stored(log.final_session_id, "hits")
+                assert held == acknowledged[-1], f"{label} ({name}): last incr returned {acknowledged[-1]}, master holds {held}"
+                same_session = log.final_session_id == self.session_ids[name]
+                lost = (1 + len(acknowledged) - held) if held is not None and same_session else None
+                detail = f"acknowledged increments lost: {lost}"
+            else:
+                written = [record.value for record in records if record.operation == "set" and record.outcome == "ok"]
+                held = stored(log.final_session_id, "note")
+                assert held == written[-1], f"{label} ({name}): last set wrote {written[-1]}, master holds {held}"
+                pairs = list(zip(records, records[1:]))
+                stale = [(first.value, second.value) for first, second in pairs
+                         if first.started >= recovered and first.operation == "set" and second.operation == "get"
+                         and first.outcome == second.outcome == "ok" and second.value != first.value]
+                assert stale == [], f"{label} ({name}): after recovery a get did not read the set before it: {stale[:5]}"
+                detail = f"{len(written)} sets acknowledged"
+            timings = ", ".join(f"slowest {operation} {seconds:.2f}s" for operation, seconds in sorted(slowest.items()))
             summary = (f"{label} ({name}): outage {windows[name]:.2f}s, {len(failures)} of {len(records)} calls "
-                       f"unavailable, slowest call {slowest:.2f}s, acknowledged increments lost: {lost}")
+                       f"unavailable, {timings}, {detail}")
             print(summary)
             record_property(f"{label}-{name}", summary)
         return windows
 
 
-def hits_on(server: Any, settings: SessionSettings, session_id: str) -> Optional[int]:
-    """The session's ``hits`` as stored on ``server`` (read directly, not through the library)."""
+def hits_on(server: Any, settings: SessionSettings, session_id: str, name: str = "hits") -> Optional[int]:
+    """The session's field ``name`` as a number, as stored on ``server`` (read directly, not
+    through the library)."""
     client = server.client()
     try:
-        raw = client.hget(session_key(settings.prefix, session_id), "hits")
+        raw = client.hget(session_key(settings.prefix, session_id), name)
     finally:
         client.close()
     return None if raw is None else int(raw)
@@ -940,8 +1054,8 @@ def sentinel_seeds(hammers: Hammers) -> Callable[[str], str]:
 
 @pytest.mark.sentinel
 def test_sentinel_failover_answers_unavailable_then_recovers(sentinel_setup: SentinelSetup, record_property: Any) -> None:
-    """SENTINEL FAILOVER under load: each call succeeds or raises SessionUnavailableError within
-    about twice the timeout, and the same stores serve the new master afterwards."""
+    """SENTINEL FAILOVER under load: each incr, get and set succeeds or raises
+    SessionUnavailableError within its bound, and the same stores serve the new master afterwards."""
     sentinel_setup.wait_healthy()
     hammers = Hammers(sentinel_setup.url())
     try:
@@ -961,7 +1075,7 @@ def test_sentinel_failover_answers_unavailable_then_recovers(sentinel_setup: Sen
     print(f"sentinel failover: new master named after {promoted_after:.2f}s, old master demoted after "
           f"{recovered - fault:.2f}s")
     hammers.check(fault, recovered, "sentinel-failover", record_property,
-                  lambda session_id: hits_on(sentinel_setup.master(), hammers.settings, session_id))
+                  lambda session_id, name: hits_on(sentinel_setup.master(), hammers.settings, session_id, name))
 
 
 @pytest.mark.sentinel
@@ -1043,8 +1157,8 @@ def test_async_writes_after_a_sentinel_failover_reach_the_new_master(sentinel_se
 def test_sentinel_master_killed_answers_unavailable_then_recovers(
     sentinel_setup_to_kill: SentinelSetup, record_property: Any
 ) -> None:
-    """The master process dies: calls fail fast with SessionUnavailableError until the sentinels
-    promote the replica, then the same stores succeed again."""
+    """The master process dies: incr, get and set fail fast with SessionUnavailableError until the
+    sentinels promote the replica, then the same stores succeed again."""
     setup = sentinel_setup_to_kill
     hammers = Hammers(setup.url())
     try:
@@ -1059,15 +1173,15 @@ def test_sentinel_master_killed_answers_unavailable_then_recovers(
         hammers.finish()
     print(f"sentinel master killed: replica promoted after {promoted_after:.2f}s")
     hammers.check(fault, recovered, "sentinel-kill", record_property,
-                  lambda session_id: hits_on(setup.master(), hammers.settings, session_id))
+                  lambda session_id, name: hits_on(setup.master(), hammers.settings, session_id, name))
 
 
 @pytest.mark.cluster
 def test_cluster_master_killed_answers_unavailable_then_recovers(
     redis_cluster_with_replicas: RedisCluster, record_property: Any
 ) -> None:
-    """A cluster master dies and its replica takes over: calls on its slots fail fast with
-    SessionUnavailableError, then the same stores succeed again."""
+    """A cluster master dies and its replica takes over: incr, get and set on its slots fail fast
+    with SessionUnavailableError, then the same stores succeed again."""
     cluster = redis_cluster_with_replicas
     hammers = Hammers(cluster.url())
     victim = cluster.masters()[1]
@@ -1093,8 +1207,164 @@ def test_cluster_master_killed_answers_unavailable_then_recovers(
         hammers.finish()
     print(f"cluster master killed: replica promoted and cluster ok after {promoted_after:.2f}s")
 
-    def on_owner(session_id: str) -> Optional[int]:
+    def on_owner(session_id: str, name: str) -> Optional[int]:
         owner = cluster.master_for_slot(cluster.keyslot(session_key(hammers.settings.prefix, session_id)))
-        return hits_on(owner, hammers.settings, session_id)
+        return hits_on(owner, hammers.settings, session_id, name)
 
     hammers.check(fault, recovered, "cluster-kill", record_property, on_owner)
+
+
+# -- every cluster node unreachable ---------------------------------------------------------
+
+
+def unreachable_cluster_bound(cluster: RedisCluster) -> float:
+    """The slowest a call may be while no node of ``cluster`` answers.
+
+    After a command fails, redis-py asks every node it knows for the slot table before it gives
+    up, each ask bounded by the timeout (a frozen node accepts the connect, as the kernel does,
+    and never replies). So a call costs up to its own attempt (a read's pipeline: two) plus one
+    timeout per node, and half a second of scheduling slack: bounded, though it grows with the
+    nodes, unlike a single node's outage.
+    """
+    return (len(cluster.nodes) + 2) * FAILOVER_TIMEOUT + 0.5
+
+
+def check_all_unavailable(logs: Dict[str, HammerLog], bound: float, label: str, record_property: Any) -> None:
+    """Every recorded call raised SessionUnavailableError, none took longer than ``bound``."""
+    for name, log in logs.items():
+        records = log.snapshot()
+        assert records, f"{label} ({name}): no call was made"
+        outcomes = sorted({f"{record.operation}: {record.outcome}" for record in records if record.outcome != "unavailable"})
+        assert outcomes == [], f"{label} ({name}): {outcomes}; the first unexpected:\n{log.first_traceback}"
+        slowest = max(records, key=lambda record: record.seconds)
+        assert slowest.seconds <= bound, f"{label} ({name}): a {slowest.operation} took {slowest.seconds:.2f}s, over {bound:.2f}s"
+        timings = ", ".join(f"{record.operation} {record.seconds:.2f}s" for record in records)
+        summary = f"{label} ({name}): every call unavailable within {bound:.2f}s: {timings}"
+        print(summary)
+        record_property(f"{label}-{name}", summary)
+
+
+def until_it_works(call: Callable[[], Any], deadline_seconds: float = 15.0) -> Any:
+    """``call()`` once it stops raising SessionUnavailableError (the nodes are back, the client
+    is catching up); any other error fails at once."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        try:
+            return call()
+        except SessionUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+async def opened_async_store(settings: SessionSettings) -> AsyncStore:
+    return open_async_store(settings)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("outage", ["frozen", "stopped"])
+def test_a_cluster_with_every_node_unreachable_answers_unavailable_then_recovers(
+    redis_cluster_to_stop: RedisCluster, outage: str, record_property: Any
+) -> None:
+    """Every cluster node frozen or stopped: each sync and asyncio call raises only
+    SessionUnavailableError (a 503) within the bound, and the same stores work once the nodes are back."""
+    cluster = redis_cluster_to_stop
+    settings = make_settings(cluster.url(), redis_timeout=FAILOVER_TIMEOUT)
+    bound = unreachable_cluster_bound(cluster)
+    loop = asyncio.new_event_loop()
+    store = open_store(settings)
+    async_store = loop.run_until_complete(opened_async_store(settings))
+    logs = {"sync": HammerLog("outage"), "async": HammerLog("outage")}
+    try:
+        session = Session(store, settings, None, Cookie())
+        session.set("name", "alice")
+        async_session = AsyncSession(async_store, settings, None, Cookie())
+        loop.run_until_complete(async_session.set("name", "bob"))
+        session_ids = (session.session_id, async_session.session_id)
+
+        cluster.freeze_all() if outage == "frozen" else cluster.stop_all()
+        attempt(logs["sync"], "get", lambda: as_number(session.get("hits").raw))
+        attempt(logs["sync"], "set", partial(session.set, "note", 1), 1)
+        attempt(logs["sync"], "incr", partial(session.incr, "hits"))
+
+        async def async_calls() -> None:
+            async def get() -> Optional[int]:
+                return as_number((await async_session.get("hits")).raw)
+
+            await attempt_async(logs["async"], "get", get)
+            await attempt_async(logs["async"], "set", partial(async_session.set, "note", 1), 1)
+            await attempt_async(logs["async"], "incr", partial(async_session.incr, "hits"))
+
+        loop.run_until_complete(async_calls())
+        assert (session.session_id, async_session.session_id) == session_ids, "an outage dropped a session id"
+
+        cluster.thaw_all() if outage == "frozen" else cluster.restart_all()
+        # the same store objects, no restart: the nodes are back, so calls succeed again
+        until_it_works(partial(session.set, "note", 2))
+        assert session.get("note").int == 2
+        loop.run_until_complete(async_until_it_works(partial(async_session.set, "note", 2)))
+        assert loop.run_until_complete(async_session.get("note")).int == 2
+        if outage == "frozen":  # nothing was lost: the nodes only paused
+            assert session.name.str == "alice" and loop.run_until_complete(async_session.get("name")).str == "bob"
+            assert (session.session_id, async_session.session_id) == session_ids
+    finally:
+        close_store(store)
+        loop.run_until_complete(aclose_store(async_store))
+        loop.close()
+    check_all_unavailable(logs, bound, f"cluster-{outage}", record_property)
+
+
+async def async_until_it_works(call: Callable[[], Any], deadline_seconds: float = 15.0) -> Any:
+    """The awaitable :func:`until_it_works`."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        try:
+            return await call()
+        except SessionUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.cluster
+def test_a_cluster_down_at_first_use_answers_unavailable_then_works(
+    redis_cluster_to_stop: RedisCluster, record_property: Any
+) -> None:
+    """A redis+cluster:// store first used while every node is down gives SessionUnavailableError
+    (a 503), not a crash, sync and asyncio; once the nodes are back the same registries serve sessions."""
+    cluster = redis_cluster_to_stop
+    settings = make_settings(cluster.url(), redis_timeout=FAILOVER_TIMEOUT)
+    bound = unreachable_cluster_bound(cluster)
+    registry, async_registry = StoreRegistry(), AsyncStoreRegistry()
+    logs = {"sync": HammerLog("first use"), "async": HammerLog("first use")}
+    loop = asyncio.new_event_loop()
+    stores: List[Any] = []
+
+    def sync_write() -> None:
+        store = registry.store_for(settings)  # building the client already needs a node
+        stores.append(store)
+        Session(store, settings, None, Cookie()).set("name", "alice")
+
+    async def async_write() -> None:
+        store = async_registry.store_for(settings)
+        stores.append(store)
+        await AsyncSession(store, settings, None, Cookie()).set("name", "bob")
+
+    try:
+        cluster.stop_all()
+        for _ in range(2):  # a failed first use is not cached: the next request tries again
+            attempt(logs["sync"], "set", sync_write)
+            loop.run_until_complete(attempt_async(logs["async"], "set", async_write))
+
+        cluster.restart_all()
+        until_it_works(sync_write)
+        loop.run_until_complete(async_until_it_works(async_write))
+        assert len({id(store) for store in stores}) == 2, "a registry built more than one store per kind"
+    finally:
+        for store in {id(store): store for store in stores}.values():
+            if isinstance(store, AsyncStore):
+                loop.run_until_complete(aclose_store(store))
+            else:
+                close_store(store)
+        loop.close()
+    check_all_unavailable(logs, bound, "cluster-first-use", record_property)

@@ -1,0 +1,59 @@
+"""Session ids, field names and user ids: what is minted, what is accepted, and what logs show.
+
+Ids carry 192 bits from :mod:`secrets`; ids of redis-session 0.2.1 are accepted too (any 16-128
+URL-safe characters) so its sessions carry over. Logs get a salted fingerprint, never an id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from typing import Any
+
+from .scripts import RESERVED_PREFIX
+
+ID_BYTES = 24  # 192 random bits, 32 URL-safe characters
+# Ids this library mints, and the ids of redis-session 0.2.1 (so its sessions carry over).
+SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")
+_FINGERPRINT_KEY = secrets.token_bytes(16)
+
+
+def fingerprint(session_id: str) -> str:
+    """A short, salted, per-process digest of an id: enough to correlate log lines, useless to
+    hijack a session (raw ids and cookies never reach the logs)."""
+    return hashlib.blake2b(session_id.encode(), key=_FINGERPRINT_KEY, digest_size=6).hexdigest()
+
+
+def is_valid_session_id(session_id: str) -> bool:
+    return SESSION_ID_PATTERN.match(session_id) is not None
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def check_name(name: Any) -> str:
+    """Field names are non-empty text outside the library's reserved prefix."""
+    if not isinstance(name, str):
+        raise TypeError(f"session field names are str, got {type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError("session field names cannot be empty")
+    if name.startswith(RESERVED_PREFIX):
+        raise ValueError(f"session field {name!r}: names starting with {RESERVED_PREFIX!r} are reserved for the library")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"session field {name!r}: names must be encodable as UTF-8") from None
+    return name
+
+
+def check_user_id(user_id: str) -> str:
+    """User ids are non-empty text that Redis keys can carry (``{prefix}:users:{user_id}``)."""
+    if not user_id:
+        raise ValueError("bind_user() needs a non-empty user id")
+    try:
+        user_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"user id {user_id!r} must be encodable as UTF-8") from None
+    return user_id
