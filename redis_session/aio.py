@@ -28,7 +28,7 @@ from .errors import ConfigurationError
 from .identity import fingerprint
 from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
 from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
-from .scripts import SCRIPTS
+from .scripts import SCRIPTS, SHAS
 from .settings import SessionSettings
 from .store import (
     MASTER_CHECK_SECONDS,
@@ -51,7 +51,6 @@ class AsyncStore:
         self.name = describe_url(url)
         self.client = client
         self.wait = wait
-        self.scripts: Dict[str, Any] = {name: client.register_script(source) for name, source in SCRIPTS.items()}
         self._sentinel_pool = sentinel_pool(client)
         self._next_master_check = 0.0 if self._sentinel_pool is not None else math.inf
 
@@ -74,7 +73,12 @@ class AsyncStore:
         try:
             if call.script in pipelines.PIPELINES:
                 return await pipelines.run_async(self.client, call.script, call.key, call.args)
-            return await self.scripts[call.script](keys=(call.key,), args=call.args)
+            sha = SHAS[call.script]  # EVALSHA by hand, as the blocking store does
+            try:
+                return await self.client.evalsha(sha, 1, call.key, *call.args)
+            except redis.exceptions.NoScriptError:
+                await self.client.script_load(SCRIPTS[call.script])
+                return await self.client.evalsha(sha, 1, call.key, *call.args)
         except (AttributeError, TypeError) as error:
             raise_if_dropped_connection(error)
             raise

@@ -41,10 +41,11 @@ def check_name(name: Any) -> str:
         raise ValueError("session field names cannot be empty")
     if name.startswith(RESERVED_PREFIX):
         raise ValueError(f"session field {name!r}: names starting with {RESERVED_PREFIX!r} are reserved for the library")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"session field {name!r}: names must be encodable as UTF-8") from None
+    if not name.isascii():  # the common case needs no trial encoding
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"session field {name!r}: names must be encodable as UTF-8") from None
     return name
 
 

@@ -9,6 +9,7 @@ no-resurrection rule, limits and encoding exist exactly once.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Dict, Generator, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
 
 from .errors import RedisSessionError, SessionLimitError, SessionValueError
@@ -24,6 +25,8 @@ logger = logging.getLogger("redis_session")
 
 OK, GONE, TAKEN, TOO_MANY_FIELDS, FIELD_ERROR, CORRUPT = 1, 0, -1, -2, -3, -4
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: How long after setting a session's TTL a request skips setting it again (see _sets_ttl).
+FRESH_SECONDS = 1.0
 T = TypeVar("T")
 #: A session operation: yields store calls, receives their replies, returns a T.
 Operation = Generator[Call, Any, T]
@@ -47,30 +50,54 @@ class CookieSink(Protocol):
 class SessionCore:
     """The state of one request's session and the generators that act on it."""
 
-    __slots__ = ("settings", "cookie", "session_id", "_key")
+    __slots__ = ("settings", "cookie", "session_id", "_key", "_fresh_until")
 
     def __init__(self, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
         self.settings = settings
         self.cookie = cookie
         self.session_id = session_id
         self._key = session_key(settings.prefix, session_id) if session_id else ""
+        #: Until then the TTL this request last set is as good as new (see _sets_ttl).
+        self._fresh_until = 0.0
 
     # -- building blocks -------------------------------------------------------------------
 
+    def _sets_ttl(self) -> bool:
+        """Whether the next call must set the session's TTL.
+
+        Every access restarts the idle timer, but a request that has just set it (its previous
+        call, less than FRESH_SECONDS ago) would only set it again to the same value: a page
+        reading three fields pays for one EXPIRE, not three. With an absolute lifetime every
+        call computes the TTL in a script anyway.
+        """
+        now = time.monotonic()
+        if now < self._fresh_until:
+            return False
+        if not self.settings.max_lifetime:
+            self._fresh_until = now + min(FRESH_SECONDS, self.settings.expire / 10)
+        return True
+
     def _call(self, script: str, mode: str, *args: Any, idempotent: bool = True) -> Call:
         settings = self.settings
+        if mode == "old":
+            if not self._sets_ttl():
+                mode = "warm"  # the script checks that the session exists, but leaves its TTL alone
+        elif mode == "new":
+            self._sets_ttl()  # the new key gets its TTL in this call
         return Call(script, self._key, (settings.expire, settings.max_lifetime, mode) + args, idempotent)
 
     def _read_call(self, what: str, *names: str) -> Call:
-        """A read: a plain pipeline unless an absolute lifetime makes the TTL need a script."""
+        """A read: a plain pipeline (EXPIRE + the read, or the read alone when the TTL is fresh)
+        unless an absolute lifetime makes the TTL need a script."""
         settings = self.settings
         if settings.max_lifetime:
             return Call("read", self._key, (settings.expire, settings.max_lifetime, "old", what) + names, True)
-        return Call(PLAIN_READ, self._key, (settings.expire, what) + names, True)
+        return Call(PLAIN_READ, self._key, (settings.expire if self._sets_ttl() else 0, what) + names, True)
 
     def _mint(self) -> None:
         self.session_id = new_session_id()
         self._key = session_key(self.settings.prefix, self.session_id)
+        self._fresh_until = 0.0
 
     def _forget(self, status: int) -> None:
         """The id the client sent names no usable session: drop it so it is never revived."""
@@ -81,6 +108,7 @@ class SessionCore:
             )
         self.session_id = None
         self._key = ""
+        self._fresh_until = 0.0
         self.cookie.expire()
 
     def _check_status(self, reply: Any, field: str = "") -> None:

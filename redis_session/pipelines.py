@@ -1,6 +1,7 @@
 """The calls a store runs as plain pipelines instead of scripts.
 
-``PLAIN_READ``: a read of a session without an absolute lifetime, a two-command pipeline.
+``PLAIN_READ``: a read of a session without an absolute lifetime, a two-command pipeline (or,
+when the same request set the TTL a moment ago, the read alone: one command).
 
 A read needs no branch on the server: ``EXPIRE`` both refreshes the TTL and says whether the
 session exists (0 for a missing key), and the ``HMGET``/``HGETALL``/``HKEYS`` after it either
@@ -41,13 +42,18 @@ def queue_read(pipeline: Any, key: str, args: Any) -> None:
     ``args`` is ``(idle seconds, "fields" | "all" | "names", *field names)``.
     """
     pipeline.expire(key, args[0])
+    read_without_expire(pipeline, key, args)
+
+
+def read_without_expire(target: Any, key: str, args: Any) -> Any:
+    """The read of ``args`` without the EXPIRE: queued on a pipeline, or sent as one command on a
+    client (whose reply, or awaitable reply, is returned)."""
     what = args[1]
     if what == "fields":
-        pipeline.hmget(key, args[2:])
-    elif what == "all":
-        pipeline.hgetall(key)
-    else:
-        pipeline.hkeys(key)
+        return target.hmget(key, args[2:])
+    if what == "all":
+        return target.hgetall(key)
+    return target.hkeys(key)
 
 
 def reply_of(results: List[Any]) -> List[Any]:
@@ -84,8 +90,24 @@ def reply(name: str, results: List[Any]) -> Any:
     return [bool(result) for result in results]
 
 
+def _alone_reply(error: Any, data: Any) -> List[Any]:
+    """The script-shaped reply of a read sent without EXPIRE: it cannot tell a missing key from
+    missing fields (both read empty, which is what a read of a gone session gives anyway), but
+    WRONGTYPE still says the key is not a hash."""
+    if error is not None:
+        if isinstance(error, redis.exceptions.ResponseError) and str(error).startswith("WRONGTYPE"):
+            return [_CORRUPT]
+        raise error
+    return [_OK, data]
+
+
 def run(client: Any, name: str, key: str, args: Any) -> Any:
-    """Run pipeline ``name`` on a blocking client."""
+    """Run pipeline ``name`` on a blocking client (a read with a fresh TTL is a single command)."""
+    if name == PLAIN_READ and not args[0]:
+        try:
+            return _alone_reply(None, read_without_expire(client, key, args))
+        except redis.exceptions.ResponseError as error:
+            return _alone_reply(error, None)
     if name == LIVE_KEYS and not args:
         return []
     pipeline = client.pipeline(transaction=False)
@@ -94,7 +116,12 @@ def run(client: Any, name: str, key: str, args: Any) -> Any:
 
 
 async def run_async(client: Any, name: str, key: str, args: Any) -> Any:
-    """Run pipeline ``name`` on an asyncio client."""
+    """Run pipeline ``name`` on an asyncio client (a read with a fresh TTL is a single command)."""
+    if name == PLAIN_READ and not args[0]:
+        try:
+            return _alone_reply(None, await read_without_expire(client, key, args))
+        except redis.exceptions.ResponseError as error:
+            return _alone_reply(error, None)
     if name == LIVE_KEYS and not args:
         return []
     pipeline = client.pipeline(transaction=False)

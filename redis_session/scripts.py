@@ -11,11 +11,14 @@ Status codes (first element of every reply) are mirrored by :mod:`redis_session.
 
 from __future__ import annotations
 
+import hashlib
+
 RESERVED_PREFIX = "__rs:"
 CREATED_FIELD = RESERVED_PREFIX + "created"
 USER_FIELD = RESERVED_PREFIX + "user"
 
-# ARGV[1] idle seconds, ARGV[2] absolute lifetime seconds (0: none), ARGV[3] 'new' or 'old'.
+# ARGV[1] idle seconds, ARGV[2] absolute lifetime seconds (0: none), ARGV[3] 'new', 'old' or
+# 'warm' (old, and its TTL was set by the same request a moment ago).
 # open() refreshes the TTL and returns the number of fields in the hash (> 0), or a status
 # (<= 0): 0 gone, -1 id taken, -4 corrupt (the key is not a hash).
 #
@@ -63,6 +66,9 @@ local function open()
   local length = redis.pcall('HLEN', key)
   if type(length) ~= 'number' then return -4 end
   if length == 0 then return 0 end
+  -- 'warm': this request set the TTL a moment ago (no absolute lifetime); setting it again
+  -- would change nothing
+  if ARGV[3] == 'warm' then return length end
   local ttl = ttl_for_existing()
   if ttl <= 0 then return 0 end
   redis.call('EXPIRE', key, ttl)
@@ -321,3 +327,6 @@ SCRIPTS = {
     "flashes": FLASHES,
     "user_index": USER_INDEX,
 }
+
+#: The SHA1 each script is known by to EVALSHA (what SCRIPT LOAD answers).
+SHAS = {name: hashlib.sha1(source.encode("utf-8")).hexdigest() for name, source in SCRIPTS.items()}

@@ -11,6 +11,7 @@ Settings are resolved once per application into a frozen object; nothing here is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -251,7 +252,7 @@ class SessionSettings:
             raise ConfigurationError(problems)
         return settings
 
-    @property
+    @functools.cached_property  # read on every request that carries a cookie
     def cookie_max_age_days(self) -> float:
         """How old a signed cookie may be before its signature is refused.
 

@@ -24,7 +24,7 @@ from . import pipelines
 from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
 from .errors import ConfigurationError, SessionUnavailableError
 from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
-from .scripts import SCRIPTS
+from .scripts import SCRIPTS, SHAS
 from .settings import SessionSettings
 
 # Errors that mean "the store cannot serve now; try later" rather than "the code is wrong".
@@ -113,7 +113,6 @@ class Store:
         self.wait = wait
         self.stall_pause = stall_pause
         self._quiet_until = 0.0
-        self.scripts: Dict[str, Any] = {name: client.register_script(source) for name, source in SCRIPTS.items()}
         self._sentinel_pool = sentinel_pool(client)
         # math.inf: stores that are not behind sentinels never check (one float compare per call)
         self._next_master_check = 0.0 if self._sentinel_pool is not None else math.inf
@@ -147,7 +146,15 @@ class Store:
     def _run_script(self, call: Call) -> Any:
         if call.script in pipelines.PIPELINES:
             return pipelines.run(self.client, call.script, call.key, call.args)
-        return self.scripts[call.script](keys=(call.key,), args=call.args)
+        # EVALSHA by hand, not through redis-py's Script objects: the same command, with a third
+        # less client work per call (measured with callgrind on the counter page)
+        sha = SHAS[call.script]
+        try:
+            return self.client.evalsha(sha, 1, call.key, *call.args)
+        except redis.exceptions.NoScriptError:
+            # Redis restarted, failed over or dropped its script cache; the script did not run
+            self.client.script_load(SCRIPTS[call.script])
+            return self.client.evalsha(sha, 1, call.key, *call.args)
 
     def _end_and_wait(self, call: Call) -> Any:
         """The script, then WAIT, on one connection in one round trip (a plain pipeline)."""

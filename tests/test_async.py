@@ -252,13 +252,11 @@ class FlakyScripts:
         self.failures, self.reply, self.calls = failures, reply, 0
         self.write = redis_internal_failure()
 
-    def register_script(self, source):
-        async def run(keys, args):
-            self.calls += 1
-            if self.calls <= self.failures:
-                self.write()
-            return self.reply
-        return run
+    async def evalsha(self, sha, numkeys, *keys_and_args):
+        self.calls += 1
+        if self.calls <= self.failures:
+            self.write()
+        return self.reply
 
 
 @pytest.mark.parametrize(("failures", "outcome"), [(1, "answers"), (2, "unavailable")])

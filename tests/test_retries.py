@@ -82,3 +82,12 @@ def test_a_read_is_retried_only_once(session, proxy):
     with pytest.raises(SessionUnavailableError):
         session.get("count")
     assert session.count.int == 10
+
+
+def test_scripts_dropped_by_redis_are_loaded_again_and_run_once(session, redis_server):
+    """After SCRIPT FLUSH (as after a restart or failover) incr reloads its script and counts exactly once."""
+    client = redis_server.client()
+    client.script_flush()
+    client.close()
+    assert session.incr("count") == 11
+    assert stored(redis_server, session, "count") == b"11"

@@ -64,19 +64,41 @@ def cost(round_trips: List[int], action: Callable[[], Any]) -> int:
     return round_trips[0]
 
 
-def test_the_readme_counter_costs_two_round_trips_and_each_refreshes_the_ttl(new_session, round_trips, redis_server, prefix):
-    """count = session.count.int; session.count = count + 1 is two round trips, and each of them alone restarts the idle timer."""
+def test_the_readme_counter_costs_two_round_trips_and_restarts_the_idle_timer(new_session, round_trips, redis_server, prefix):
+    """count = session.count.int; session.count = count + 1 is two round trips; the first call of a
+    request restarts the idle timer, read or write alike."""
     session = new_session()
     session.count = 1
     key = f"{prefix}:sessions:{session.session_id}"
     client = redis_server.client()
 
     client.expire(key, 5)
-    assert cost(round_trips, lambda: session.count.int) == 1
+    reading = new_session(session.session_id)
+    assert cost(round_trips, lambda: reading.set("count", reading.count.int + 1)) == 2
     assert client.ttl(key) > 590
     client.expire(key, 5)
-    assert cost(round_trips, lambda: session.set("count", 2)) == 1
+    writing = new_session(session.session_id)
+    assert cost(round_trips, lambda: writing.set("count", 3)) == 1
     assert client.ttl(key) > 590
+    client.close()
+
+
+def test_calls_right_after_a_ttl_refresh_do_not_repeat_it(new_session, redis_server, prefix, monkeypatch):
+    """Within a second of the request's last TTL refresh, reads are the bare read (HMGET alone) and
+    writes skip their EXPIRE: the TTL they would set is the one already set."""
+    session = new_session()
+    session.update(a=1, b=2)
+    page = new_session(session.session_id)
+    client = redis_server.client()
+    client.config_resetstat()
+
+    page.a, page.b, page.a  # noqa: B018 - three reads, as a template would do
+    page.set("c", 3)
+
+    calls = {name[len("cmdstat_"):]: stats["calls"] for name, stats in client.info("commandstats").items()}
+    assert calls.get("expire") == 1  # the first read's; the later reads and the write's script skip it
+    assert calls.get("hmget") == 3
+    assert client.ttl(f"{prefix}:sessions:{session.session_id}") > 590
     client.close()
 
 

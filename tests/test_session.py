@@ -635,38 +635,52 @@ def test_a_session_deleted_by_someone_else_is_not_revived_by_a_write(make_sessio
 
 
 def test_every_read_and_write_restarts_the_idle_timeout(make_session, redis_client, key_of):
-    """After a write, a read, a read of a missing field, load(), len() and incr() the TTL is back to ``expire``."""
+    """A request whose only session call is a write, a read, a read of a missing field, load(), len(),
+    ``in``, incr() or delete() puts the TTL back to ``expire``."""
     session = make_session(expire=100)
     session.count = 1
     key = key_of(session.session_id)
     assert 95 < redis_client.ttl(key) <= 100
 
     actions = {
-        "read": lambda: session.count.int,
-        "missing-field read": lambda: session.nickname.none,
-        "get_many": lambda: session.get_many("count", "nickname"),
-        "load": lambda: session.load(),
-        "len": lambda: len(session),
-        "in": lambda: "count" in session,
-        "incr": lambda: session.incr("count"),
-        "write": lambda: session.set("name", "alice"),
-        "delete": lambda: session.delete("name"),
+        "read": lambda request: request.count.int,
+        "missing-field read": lambda request: request.nickname.none,
+        "get_many": lambda request: request.get_many("count", "nickname"),
+        "load": lambda request: request.load(),
+        "len": lambda request: len(request),
+        "in": lambda request: "count" in request,
+        "incr": lambda request: request.incr("count"),
+        "write": lambda request: request.set("name", "alice"),
+        "delete": lambda request: request.delete("name"),
     }
     for label, action in actions.items():
         redis_client.expire(key, 10)
-        action()
+        action(make_session(session.session_id, expire=100))
         assert 95 < redis_client.ttl(key) <= 100, label
 
 
+def test_a_request_that_outlasts_a_second_refreshes_the_ttl_again(make_session, redis_client, key_of):
+    """Within one request the TTL is set again by the first call more than a second after the last refresh."""
+    session = make_session(expire=100)
+    session.count = 1
+    key = key_of(session.session_id)
+    request = make_session(session.session_id, expire=100)
+    assert request.count.int == 1
+    redis_client.expire(key, 10)
+    time.sleep(1.05)
+    assert request.count.int == 1
+    assert 95 < redis_client.ttl(key) <= 100
+
+
 def test_a_key_without_ttl_gets_one_back_on_the_next_read(make_session, redis_client, key_of):
-    """A session key someone made persistent gets the idle timeout again at the next read."""
+    """A session key someone made persistent gets the idle timeout again at the next request's read."""
     session = make_session(expire=100)
     session.count = 1
     key = key_of(session.session_id)
     redis_client.persist(key)
     assert redis_client.ttl(key) == -1
 
-    assert session.count.int == 1
+    assert make_session(session.session_id, expire=100).count.int == 1
 
     assert 95 < redis_client.ttl(key) <= 100
 

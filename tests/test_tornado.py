@@ -266,6 +266,19 @@ def test_session_responses_vary_on_cookie_and_cookie_setting_ones_are_private(se
     assert "Cookie" in (browser.get("/read").header("Vary") or "")
 
 
+class VaryFirst(SessionHandler):
+    def get(self) -> None:
+        self.set_header("Vary", "Accept-Encoding")
+        self.write(str(self.session.count.int))
+
+
+def test_a_vary_header_the_application_set_is_kept_and_extended(serve, store_url, prefix):
+    """A handler that set Vary: Accept-Encoding before using the session answers Vary on both."""
+    server = serve([("/", VaryFirst)], redis_session=app_settings(store_url, prefix))
+    varies = ",".join(server.browser().get("/").headers("Vary"))
+    assert "Accept-Encoding" in varies and "Cookie" in varies
+
+
 class PublicAfterWrite(SessionHandler):
     """An application that marks its page cacheable after writing the session."""
 
