@@ -322,6 +322,7 @@ class Measured:
     redis_wait: float = 0.0     # time the app blocked in sync redis-py reads
     set_cookie_on_anonymous: Optional[bool] = None
     slice_rates: List[float] = field(default_factory=list)  # req/s of each slice, one per round
+    instructions: Optional[int] = None  # app instructions per request (--instructions)
 
     @property
     def rate(self) -> float:
@@ -520,6 +521,73 @@ def measure_memory(redis_url: str, prefix: str, count: int) -> Dict[str, Any]:
     }
 
 
+def count_instructions(scenario: Scenario, redis_url: str, prefix: str, workdir: str, requests: int = 300) -> int:
+    """CPU instructions the app process executes per request (valgrind's callgrind), for
+    ``--instructions``: unlike req/s this does not move when the machine's speed drifts, so it
+    shows what the library itself costs. Requests are sent one at a time on one connection,
+    after 100 unmeasured ones; Redis's own work is not included."""
+    port = free_port()
+    out = os.path.join(workdir, f"callgrind.{scenario.name}")
+    log_path = os.path.join(workdir, f"{scenario.name}.callgrind.log")
+    with open(log_path, "w") as log:
+        process = PROCESSES.start(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", PYTHON, os.path.join(BENCH, "apps.py"),
+             scenario.name, f"--port={port}", f"--session-redis={redis_url}", f"--prefix={prefix}"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, PYTHONMALLOC="malloc"), app=True,
+        )
+    app = App(scenario, process, port, prefix, log_path)
+    deadline = time.monotonic() + 120  # a Python process starts slowly under valgrind
+    while True:
+        with contextlib.suppress(OSError):
+            app.stats()
+            break
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"app {scenario.name} did not start under valgrind (see {log_path})")
+        time.sleep(0.5)
+    cookie = None
+    if scenario.cookies != "none":
+        _, headers, _ = http_get(port, "/__setup")
+        cookie = headers.get("set-cookie", "").split(";", 1)[0] or None
+
+    def visit(times: int, cookie: Optional[str]) -> Optional[str]:
+        """``times`` requests on one connection, keeping the cookie as a browser would."""
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for _ in range(times):
+            connection.request("GET", "/", headers={"Cookie": cookie} if cookie else {})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{scenario.name}: / answered {response.status} under valgrind")
+            issued = response.getheader("set-cookie")
+            if issued and scenario.cookies == "keep":
+                cookie = issued.split(";", 1)[0]
+        connection.close()
+        return cookie
+
+    cookie = visit(100, cookie)
+    subprocess.run(["callgrind_control", "--zero", str(process.pid)], capture_output=True, check=True)
+    visit(requests, cookie)
+    subprocess.run(["callgrind_control", "--dump", str(process.pid)], capture_output=True, check=True)
+    PROCESSES.stop(process)
+    dumps = sorted(path for path in os.listdir(workdir) if path.startswith(f"callgrind.{scenario.name}.") and path.endswith(".1"))
+    with open(os.path.join(workdir, dumps[-1])) as dump:
+        for line in dump:
+            if line.startswith("summary:"):
+                return int(line.split()[1]) // requests
+    raise RuntimeError(f"no callgrind summary for {scenario.name}")
+
+
+def measure_instructions(groups: List[Group], redis_url: str, run_id: str, workdir: str, results: Dict[str, Measured]) -> None:
+    for group in groups:
+        if group.delay_ms:
+            continue  # (f) is about waiting, not about instructions
+        for scenario in group.scenarios:
+            print(f"  {scenario.name:<15} under callgrind ...", end="", flush=True)
+            count = count_instructions(scenario, redis_url, f"bench{run_id}:cg:{scenario.name}", workdir)
+            results.setdefault(scenario.name, Measured()).instructions = count
+            print(f" {count:,} instructions/request", flush=True)
+
+
 # --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
@@ -556,7 +624,7 @@ def verdicts(scenario: Scenario, measured: Measured, baseline: Optional[Measured
 
 def build_table(results: Dict[str, Measured], memory: Dict[str, Any]) -> Tuple[List[str], List[List[str]], List[str]]:
     header = ["scenario", "req/s", "ratio", "p50 ms", "p99 ms", "Redis cmds/req", "sent/req", "RT/req",
-              "keys", "lost", "target", "result"]
+              "keys", "lost", "instructions/req", "target", "result"]
     rows, failures = [], []
     for group in GROUPS:
         for scenario in group.scenarios:
@@ -575,13 +643,18 @@ def build_table(results: Dict[str, Measured], memory: Dict[str, Any]) -> Tuple[L
             if failed:
                 failures.append(f"{scenario.name}: " + "; ".join(failed))
             lost = "-" if measured.lost is None else f"{measured.lost} of {measured.total_served}"
+            instructions = "-"
+            if measured.instructions is not None:
+                instructions = f"{measured.instructions / 1e6:.3f} M"
+                if baseline is not None and baseline.instructions:
+                    instructions += f" ({measured.instructions / baseline.instructions:.3f}x)"
             rows.append([
                 scenario.label, f"{measured.rate:.0f}", ratio,
                 f"{measured.percentile(50) / 1000:.2f}", f"{measured.percentile(99) / 1000:.2f}",
                 f"{measured.per_request(sum(measured.commands.values())):.2f}",
                 f"{measured.per_request(measured.sent):.2f}",
                 f"{measured.per_request(measured.round_trips):.2f}",
-                str(measured.keys), lost, target, result,
+                str(measured.keys), lost, instructions, target, result,
             ])
     if memory:
         ok = memory["average"] < 300
@@ -590,7 +663,7 @@ def build_table(results: Dict[str, Measured], memory: Dict[str, Any]) -> Tuple[L
         rows.append([
             f"memory per 6-field session ({memory['sessions']} sessions, {memory['encoding']})",
             "-", f"raw HSET of the same 6 fields: {memory['raw_average']:.0f} B", "-", "-", "-", "-", "-",
-            str(memory["sessions"]), "-", "< 300 B", f"{'PASS' if ok else 'FAIL'}: {memory['average']:.0f} B",
+            str(memory["sessions"]), "-", "-", "< 300 B", f"{'PASS' if ok else 'FAIL'}: {memory['average']:.0f} B",
         ])
     return header, rows, failures
 
@@ -738,6 +811,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--only", help="comma-separated group letters to run, e.g. a,c,f")
     parser.add_argument("--memory-sessions", type=int, default=1000)
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each app's CPU instructions per request under valgrind's callgrind "
+                             "(deterministic, unlike req/s; adds about a minute per scenario)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the apps to CPU 0 and everything else to the other CPUs")
     parser.add_argument("--output", default=os.path.join(BENCH, "results.md"),
@@ -775,6 +851,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             for group in groups:
                 print(group.title)
                 measure_group(group, options, client, redis_url, run_id, workdir, load, results)
+            if options.instructions:
+                if not shutil.which("valgrind"):
+                    sys.exit("--instructions needs valgrind (apt-get install -y valgrind)")
+                print("instructions per request (callgrind, sequential requests)")
+                measure_instructions(groups, redis_url, run_id, workdir, results)
             memory: Dict[str, Any] = {}
             if not options.only or "m" in options.only:
                 memory = measure_memory(redis_url, f"bench{run_id}:memory", options.memory_sessions)

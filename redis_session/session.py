@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
-from .identity import fingerprint
+from .identity import check_name, fingerprint
 from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
 from .settings import SessionSettings
 from .store import Store
@@ -52,6 +52,11 @@ class Session:
 
     def get(self, name: str) -> Value:
         """The field as stored in Redis now (``Value(None)`` when absent)."""
+        if self._core.session_id is None:
+            # No session yet: SessionCore.read would answer the fallback without asking Redis;
+            # answering it here skips the generator round (anonymous pages read a lot).
+            check_name(name)
+            return Value(None)
         return self._run(self._core.read((name,)))[0]
 
     def get_many(self, *names: str) -> List[Value]:
