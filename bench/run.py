@@ -1,13 +1,16 @@
 """Load benchmark of redis_session against plain Tornado/Flask and hand-written redis-py handlers.
 
-    python bench/run.py [--duration 6] [--connections 16] [--quick] [--redis URL] [--loadgen auto|wrk|python]
+    python bench/run.py [--duration 6] [--connections 16] [--quick] [--instructions] [--redis URL] [--loadgen auto|wrk|python]
 
 It starts its own ``redis-server`` on a free loopback port (unless ``--redis`` names one), every
 app in a process of its own (bench/apps.py), the 2 ms latency proxy for scenario (f)
 (bench/latency_proxy.py), and drives load from another process: wrk with bench/wrk_session.lua
 when installed, else bench/load.py. Scenarios are measured in groups, each candidate beside its
-baseline in the same run, in A B B A order (each for half of --duration) so drift hits both
-alike. It prints one table and writes it, with the machine and the command, to bench/results.md.
+baseline in the same run: each scenario's --duration is cut into slices (1 s by default) run in
+turn, A B C, C B A, ..., so drift hits all of them alike, and a ratio is the median over the
+rounds of the per-round ratios. --instructions also counts each app's CPU instructions per request
+under valgrind's callgrind, which does not depend on the machine's load. It prints one table and
+writes it, with the machine and the command, to bench/results.md.
 What each row means and the targets: README.rst, section "Performance".
 """
 

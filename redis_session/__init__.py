@@ -10,6 +10,7 @@ from .errors import (
     ConfigurationError,
     RedisSessionError,
     SessionLimitError,
+    SessionTypeError,
     SessionUnavailableError,
     SessionValueError,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Session",
     "SessionLimitError",
     "SessionSettings",
+    "SessionTypeError",
     "SessionUnavailableError",
     "SessionValueError",
     "Value",

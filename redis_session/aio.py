@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import traceback
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, NoReturn, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 import redis
@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 
 from . import pipelines
 from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
-from .errors import ConfigurationError
+from .errors import SessionTypeError
 from .identity import fingerprint
 from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
 from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
@@ -38,6 +38,7 @@ from .store import (
     describe_url,
     memory_server,
     raise_translated,
+    standalone_client,
     store_identity,
 )
 from .value import Value
@@ -145,16 +146,7 @@ def make_async_client(settings: SessionSettings) -> Any:
         return fakeredis.FakeAsyncRedis(server=memory_server(settings.redis_url))
     if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
         return async_nodes_client(parse_nodes_url(settings.redis_url), settings)
-    try:
-        return redis.asyncio.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=30,
-        )
-    except ValueError as error:
-        raise ConfigurationError(f"session-redis: {describe_url(settings.redis_url)!r}: {error}") from None
+    return standalone_client(redis.asyncio.Redis, redis.asyncio.BlockingConnectionPool, settings)
 
 
 def async_nodes_client(address: NodesAddress, settings: SessionSettings) -> Any:
@@ -314,17 +306,41 @@ class AsyncSession:
         return self.get(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise TypeError(
+        raise SessionTypeError(
             f"an async session cannot be written by assignment; use await self.session.set({name!r}, value)"
         )
 
     def __setitem__(self, name: str, value: Any) -> None:
-        raise TypeError(
+        raise SessionTypeError(
             f"an async session cannot be written by assignment; use await self.session.set({name!r}, value)"
         )
 
     def __delattr__(self, name: str) -> None:
-        raise TypeError(f"an async session cannot be changed by del; use await self.session.delete({name!r})")
+        raise SessionTypeError(f"an async session cannot be changed by del; use await self.session.delete({name!r})")
+
+    def __delitem__(self, name: str) -> None:
+        raise SessionTypeError(f"an async session cannot be changed by del; use await self.session.delete({name!r})")
+
+    # ``in``, ``len()`` and iteration cannot await. Without these, Python would fall back to
+    # calling __getitem__(0), (1), ... for ever, each returning an unawaited coroutine, and the
+    # handler would spin on the event loop.
+    def __contains__(self, name: object) -> bool:
+        raise SessionTypeError(f"'in' cannot await on an async session; use await self.session.contains({name!r})")
+
+    def __iter__(self) -> NoReturn:
+        raise SessionTypeError("an async session cannot be iterated without awaiting; use "
+                        "'for name in await self.session.keys()' or 'async for name in self.session'")
+
+    def __len__(self) -> NoReturn:
+        raise SessionTypeError("len() cannot await on an async session; use await self.session.length()")
+
+    def __bool__(self) -> bool:
+        # Without this, ``if self.session:`` would call __len__.
+        return True
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        for name in await self.keys():
+            yield name
 
     def __repr__(self) -> str:
         session_id = self._core.session_id

@@ -54,5 +54,9 @@ class SessionValueError(RedisSessionError, ValueError):
     """A session operation cannot apply to the value stored in the field (e.g. incr on text)."""
 
 
+class SessionTypeError(RedisSessionError, TypeError):
+    """A value, name or argument of the wrong type (the message names the field and the type)."""
+
+
 class SessionLimitError(RedisSessionError, ValueError):
     """A write would exceed a configured size limit; nothing was written."""

@@ -15,8 +15,14 @@ import logging
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
-import flask
-from itsdangerous import BadData, URLSafeTimedSerializer
+try:
+    import flask
+    from itsdangerous import BadData, URLSafeTimedSerializer
+except ModuleNotFoundError as missing:  # Flask is an optional extra
+    raise ModuleNotFoundError(
+        f"redis_session.flask_session needs Flask ({missing.name} is not installed): "
+        "pip install 'redis_session[flask]'", name=missing.name,
+    ) from missing
 
 from .admin import SessionAdmin
 from .errors import ConfigurationError, SessionUnavailableError

@@ -11,6 +11,7 @@ import re
 import secrets
 from typing import Any
 
+from .errors import SessionTypeError, SessionValueError
 from .scripts import RESERVED_PREFIX
 
 ID_BYTES = 24  # 192 random bits, 32 URL-safe characters
@@ -36,25 +37,25 @@ def new_session_id() -> str:
 def check_name(name: Any) -> str:
     """Field names are non-empty text outside the library's reserved prefix."""
     if not isinstance(name, str):
-        raise TypeError(f"session field names are str, got {type(name).__name__} {name!r}")
+        raise SessionTypeError(f"session field names are str, got {type(name).__name__} {name!r}")
     if not name:
-        raise ValueError("session field names cannot be empty")
+        raise SessionValueError("session field names cannot be empty")
     if name.startswith(RESERVED_PREFIX):
-        raise ValueError(f"session field {name!r}: names starting with {RESERVED_PREFIX!r} are reserved for the library")
+        raise SessionValueError(f"session field {name!r}: names starting with {RESERVED_PREFIX!r} are reserved for the library")
     if not name.isascii():  # the common case needs no trial encoding
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError(f"session field {name!r}: names must be encodable as UTF-8") from None
+            raise SessionValueError(f"session field {name!r}: names must be encodable as UTF-8") from None
     return name
 
 
 def check_user_id(user_id: str) -> str:
     """User ids are non-empty text that Redis keys can carry (``{prefix}:users:{user_id}``)."""
     if not user_id:
-        raise ValueError("bind_user() needs a non-empty user id")
+        raise SessionValueError("bind_user() needs a non-empty user id")
     try:
         user_id.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"user id {user_id!r} must be encodable as UTF-8") from None
+        raise SessionValueError(f"user id {user_id!r} must be encodable as UTF-8") from None
     return user_id

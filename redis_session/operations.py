@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, Dict, Generator, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
 
-from .errors import RedisSessionError, SessionLimitError, SessionValueError
+from .errors import RedisSessionError, SessionLimitError, SessionTypeError, SessionValueError
 from .identity import check_name, check_user_id, fingerprint, new_session_id
 from .pipelines import PLAIN_READ
 from .scripts import RESERVED_PREFIX, USER_FIELD
@@ -215,9 +215,9 @@ class SessionCore:
         """Add ``amount`` to an integer (or, for a float amount, numeric) field atomically."""
         check_name(name)
         if not is_finite_number(amount):
-            raise TypeError(f"session field {name!r}: incr() takes an int or finite float amount, got {amount!r}")
+            raise SessionTypeError(f"session field {name!r}: incr() takes an int or finite float amount, got {amount!r}")
         if isinstance(amount, int) and not INT64_MIN <= amount <= INT64_MAX:
-            raise ValueError(f"session field {name!r}: incr() amount {amount} is outside the 64-bit range Redis counts in")
+            raise SessionValueError(f"session field {name!r}: incr() amount {amount} is outside the 64-bit range Redis counts in")
         kind = "int" if isinstance(amount, int) else "float"
         argument = str(amount) if kind == "int" else repr(amount)
         if self.session_id is not None:
@@ -365,14 +365,16 @@ class SessionCore:
     def flash(self, message: str, category: str) -> Operation[None]:
         """Queue a message for a later request (it survives redirects: it is in Redis)."""
         if not isinstance(message, str) or not isinstance(category, str):
-            raise TypeError("flash() takes a str message and a str category")
+            raise SessionTypeError("flash() takes a str message and a str category")
         if "\0" in category or not category:
-            raise ValueError(f"flash category {category!r} must be non-empty and hold no NUL character")
+            raise SessionValueError(f"flash category {category!r} must be non-empty and hold no NUL character")
         data = message.encode("utf-8")
-        if len(data) > self.settings.max_value_bytes:
+        # What is stored is "category\0message": both count against the per-value limit.
+        stored = len(category.encode("utf-8")) + 1 + len(data)
+        if stored > self.settings.max_value_bytes:
             raise SessionLimitError(
-                f"a flash message of {len(data)} bytes is over the limit of {self.settings.max_value_bytes} "
-                "(session-max-value-bytes); nothing was written"
+                f"a flash message of {stored} bytes with its category is over the limit of "
+                f"{self.settings.max_value_bytes} (session-max-value-bytes); nothing was written"
             )
         args = (self.settings.max_fields, category, data)
         if self.session_id is not None:
@@ -439,7 +441,7 @@ def categories_of(category: Union[str, Iterable[str], None]) -> Optional[Tuple[s
     categories = tuple(category)
     for name in categories:
         if not isinstance(name, str):
-            raise TypeError(f"flash categories are str, got {type(name).__name__} {name!r}")
+            raise SessionTypeError(f"flash categories are str, got {type(name).__name__} {name!r}")
     return categories
 
 

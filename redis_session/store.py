@@ -245,6 +245,33 @@ def connect(settings: SessionSettings) -> Store:
     return Store(settings.redis_url, client, WaitPolicy.of(settings), stall_pause=settings.redis_timeout)
 
 
+#: Connections one process may open to one standalone Redis (redis-py's own default), unless the
+#: URL says ``?max_connections=N``.
+MAX_CONNECTIONS = 100
+
+
+def standalone_client(client_class: Any, pool_class: Any, settings: SessionSettings) -> Any:
+    """A client on a pool that makes a request wait (up to the Redis timeout) for a free
+    connection when all are busy, where redis-py's default pool fails at once with "Too many
+    connections": a burst of concurrent requests (coroutine handlers, a threaded Flask server)
+    queues instead of answering 503s. Bounded waits, no hidden retries."""
+    try:
+        pool = pool_class.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+            max_connections=MAX_CONNECTIONS,
+            timeout=settings.redis_timeout,
+        )
+    except ValueError as error:
+        raise ConfigurationError(f"session-redis: {describe_url(settings.redis_url)!r}: {error}") from None
+    client = client_class(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as from_url() does: closing the client closes its pool
+    return client
+
+
 def make_client(settings: SessionSettings) -> Any:
     """A redis-py (or fakeredis) client configured for sessions: bounded waits, no hidden retries."""
     scheme = urlsplit(settings.redis_url).scheme.lower()
@@ -252,16 +279,7 @@ def make_client(settings: SessionSettings) -> Any:
         return memory_client(settings.redis_url)
     if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
         return nodes_client(parse_nodes_url(settings.redis_url), settings)
-    try:
-        return redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=30,
-        )
-    except ValueError as error:
-        raise ConfigurationError(f"session-redis: {describe_url(settings.redis_url)!r}: {error}") from None
+    return standalone_client(redis.Redis, redis.BlockingConnectionPool, settings)
 
 
 _memory_servers: Dict[str, Any] = {}

@@ -15,6 +15,8 @@ import re
 import sys
 from typing import Any, Optional
 
+from .errors import SessionTypeError
+
 TRUE_WORDS = frozenset({b"1", b"true", b"yes", b"on"})
 # What .int accepts: decimal digits with an optional sign (and the spaces Python's int() allows).
 # Python's int() would also take "1_000" and other spellings no writer of this library produces.
@@ -97,7 +99,7 @@ class Value:
     def __bool__(self) -> builtins.bool:
         # A Value is neither true nor false on its own: b"0", b"" and an absent field would each
         # surprise someone. Saying which reading is meant avoids a silent logic bug.
-        raise TypeError(
+        raise SessionTypeError(
             "a session Value has no truth value; use .none to test presence, .bool for a "
             "stored boolean, or .str / .int for the contents"
         )
@@ -121,7 +123,7 @@ def encode(name: str, value: Any) -> Optional[bytes]:
         try:
             return value.encode("utf-8")
         except UnicodeEncodeError as error:
-            raise TypeError(
+            raise SessionTypeError(
                 f"session field {name!r}: the str holds characters UTF-8 cannot encode ({error.reason})"
             ) from None
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -131,13 +133,13 @@ def encode(name: str, value: Any) -> Optional[bytes]:
         try:
             return int.__repr__(value).encode("ascii")
         except ValueError:  # longer than sys.get_int_max_str_digits(); .int could not read it either
-            raise TypeError(
+            raise SessionTypeError(
                 f"session field {name!r}: the int has more than {sys.get_int_max_str_digits()} digits, "
                 "past Python's int/str conversion limit; store it as bytes (int.to_bytes) instead"
             ) from None
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise TypeError(
+            raise SessionTypeError(
                 f"session field {name!r}: cannot store {value!r}; NaN and infinity do not read back as "
                 "numbers incr() can add to; store a finite float, or None to delete the field"
             )
@@ -147,8 +149,8 @@ def encode(name: str, value: Any) -> Optional[bytes]:
             text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
             return text.encode("utf-8")
         except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as error:
-            raise TypeError(f"session field {name!r}: the {type(value).__name__} is not JSON-serialisable: {error}") from None
-    raise TypeError(
+            raise SessionTypeError(f"session field {name!r}: the {type(value).__name__} is not JSON-serialisable: {error}") from None
+    raise SessionTypeError(
         f"session field {name!r}: cannot store a {type(value).__name__}; store str, bytes, int, "
         "float, bool, dict or list (None deletes the field)"
     )

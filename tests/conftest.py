@@ -15,7 +15,7 @@ from redis_session.settings import SessionSettings
 from redis_session.store import Store, StoreRegistry, connect
 from tests import redis_topologies
 from tests.integrations import INTEGRATIONS, IntegrationHarness
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisServer, unavailable
 from tests.web import LiveServer
 
 COOKIE_SECRET = "test-secret-" + "x" * 32
@@ -40,7 +40,7 @@ def redis_server() -> Iterator[RedisServer]:
     """A redis-server shared by the whole run (each test uses its own key prefix, nothing is flushed)."""
     external = os.environ.get("REDIS_SESSION_TEST_URL")
     if external:
-        pytest.skip("REDIS_SESSION_TEST_URL given: tests that spawn servers are skipped")
+        unavailable("REDIS_SESSION_TEST_URL given: tests that need a redis-server of their own are skipped")
     server = RedisServer().start()
     yield server
     server.cleanup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import random
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from redis_session.tornado_session import AsyncSessionHandler, SessionHandler
 from tests.conftest import RecordingCookie, app_settings
 from tests.redis_servers import RedisServer, free_port
-from tests.web import Browser
+from tests.web import Browser, Response, all_at_once
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -51,6 +52,23 @@ class Assigner(AsyncSessionHandler):
             self.write(str(error))
 
 
+class Misuser(AsyncSessionHandler):
+    """Uses the blocking protocols (in, len, iteration, del) that cannot await."""
+
+    async def get(self) -> None:
+        await self.session.set("note", "kept")
+        messages = []
+        for attempt in (lambda: "note" in self.session, lambda: len(self.session),
+                        lambda: list(self.session), lambda: self.session.__delitem__("note")):
+            try:
+                attempt()
+            except TypeError as error:
+                messages.append(str(error))
+        names = [name async for name in self.session]
+        self.write({"messages": messages, "truthy": bool(self.session), "names": names,
+                    "note": (await self.session.note).str})
+
+
 class Plain(AsyncSessionHandler):
     def get(self) -> None:
         self.write("pong")
@@ -58,7 +76,8 @@ class Plain(AsyncSessionHandler):
 
 def handlers():
     return [("/incr", AsyncCounter), ("/sync-read", SyncReader), ("/sync-write", SyncWriter),
-            ("/async-read", AsyncReader), ("/assign", Assigner), ("/ping", Plain)]
+            ("/async-read", AsyncReader), ("/assign", Assigner), ("/ping", Plain),
+            ("/misuse", Misuser)]
 
 
 def test_sync_and_async_handlers_share_sessions(serve, store_url, prefix):
@@ -76,20 +95,36 @@ def test_attribute_assignment_says_to_await_set(serve, store_url, prefix):
     assert "await self.session.set" in browser.get("/assign").text
 
 
+def test_blocking_protocols_raise_a_type_error_that_says_what_to_await(serve, store_url, prefix):
+    """'in', len(), iteration and 'del session[name]' cannot await, so on an async session each
+    raises a TypeError naming the coroutine to await instead (never an endless loop of unawaited
+    reads); 'if self.session' is true and 'async for' lists the field names."""
+    browser = serve(handlers(), redis_session=app_settings(store_url, prefix)).browser()
+    answer = json.loads(browser.get("/misuse").text)
+    assert len(answer["messages"]) == 4
+    assert "await self.session.contains('note')" in answer["messages"][0]
+    assert "await self.session.length()" in answer["messages"][1]
+    assert "async for name in self.session" in answer["messages"][2]
+    assert "await self.session.delete('note')" in answer["messages"][3]
+    assert answer["truthy"] is True
+    assert answer["names"] == ["note"]
+    assert answer["note"] == "kept"
+
+
 def test_two_hundred_concurrent_async_incr_give_exactly_two_hundred(serve, redis_server, prefix):
     """200 concurrent incr requests through async handlers on one session count exactly 200."""
     server = serve(handlers(), redis_session=app_settings(redis_server.url, prefix))
     browser = server.browser()
     assert browser.get("/incr").text == "1"
 
-    def one(_: int) -> int:
+    def one(_: int) -> Response:
         other = Browser(server.url)
         other.cookies = dict(browser.cookies)
-        return other.get("/incr").status
+        return other.get("/incr")
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
-        statuses = list(pool.map(one, range(199)))
-    assert statuses == [200] * 199
+    responses = all_at_once(199, one)  # released together: all 199 are in flight at once
+    assert [response.status for response in responses] == [200] * 199
+    assert sorted(int(response.text) for response in responses) == list(range(2, 201))
     assert browser.get("/sync-read").text == "200"
 
 

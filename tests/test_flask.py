@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 import tornado.web
@@ -29,7 +29,7 @@ from redis_session.store import StoreRegistry, connect
 from redis_session.tornado_session import SessionHandler
 from tests.conftest import app_settings
 from tests.redis_servers import RedisServer, free_port
-from tests.web import Browser, Response
+from tests.web import Browser, Response, all_at_once
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -360,6 +360,19 @@ def test_importing_the_flask_side_does_not_import_tornado():
     subprocess.run([sys.executable, "-c", probe], check=True)
 
 
+def test_without_flask_installed_the_import_error_names_the_extra():
+    """Importing redis_session.flask_session where Flask is missing fails with a
+    ModuleNotFoundError that says to pip install 'redis_session[flask]'."""
+    probe = (
+        "import sys; sys.modules['flask'] = None\n"
+        "try:\n    import redis_session.flask_session\n"
+        "except ModuleNotFoundError as error:\n    print(error.name, '|', error)\n"
+    )
+    printed = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert printed.startswith("flask |")
+    assert "pip install 'redis_session[flask]'" in printed
+
+
 def test_redis_down_is_a_503_with_one_log_line_and_recovers(own_redis_server: RedisServer, prefix, caplog):
     """With Redis stopped requests get a quick 503 and one log line; after restart they work again."""
     app = counter_app(own_redis_server.url, prefix, SESSION_REDIS_TIMEOUT=0.5)
@@ -552,28 +565,6 @@ def threaded_flask(redis_server: RedisServer, prefix: str) -> Iterator[Dict[str,
     server.shutdown()
     server.server_close()
     thread.join(10)
-
-
-def all_at_once(count: int, request: Callable[[int], Response]) -> List[Response]:
-    """Send ``count`` requests from as many threads, released together by a barrier."""
-    barrier = threading.Barrier(count)
-    responses: List[Optional[Response]] = [None] * count
-    failures: List[Exception] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(30)
-            responses[index] = request(index)
-        except Exception as error:  # noqa: BLE001 - reported by the test below
-            failures.append(error)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert failures == []
-    return [response for response in responses if response is not None]
 
 
 def session_keys(app: Flask, prefix: str) -> List[bytes]:

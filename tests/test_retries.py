@@ -63,6 +63,16 @@ def test_a_flash_whose_reply_is_lost_is_not_queued_twice(session, proxy, redis_s
     assert session.flashes() == [("message", "Saved")]
 
 
+def test_a_flashes_whose_reply_is_lost_is_not_sent_again(session, proxy):
+    """flashes() whose reply is lost raises SessionUnavailableError (a 503): the messages were
+    taken on the server, and a silent retry would have answered [] as if there were none."""
+    session.flash("Saved")
+    proxy.drop_next_replies(1)
+    with pytest.raises(SessionUnavailableError):
+        session.flashes()
+    assert session.flashes() == []
+
+
 def test_a_read_whose_reply_is_lost_is_sent_once_more(session, proxy):
     """A read whose reply is lost is retried once on a new connection and succeeds."""
     proxy.drop_next_replies(1)

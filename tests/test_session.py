@@ -19,7 +19,7 @@ from typing import Any, Callable, List
 import pytest
 
 from redis_session import Value
-from redis_session.errors import SessionLimitError, SessionValueError
+from redis_session.errors import RedisSessionError, SessionLimitError, SessionValueError
 from redis_session.settings import SessionSettings
 from redis_session.store import StoreRegistry
 from tests.conftest import RecordingCookie
@@ -204,8 +204,9 @@ def test_an_unsupported_type_on_a_new_session_raises_and_creates_nothing(make_se
     cookie = RecordingCookie()
     session = make_session(cookie=cookie)
 
-    with pytest.raises(TypeError, match="'tags'"):
+    with pytest.raises(TypeError, match="'tags'") as raised:
         session.tags = {"a", "b"}
+    assert isinstance(raised.value, RedisSessionError)  # one root catches every library error
 
     assert session.session_id is None
     assert all_keys(redis_client, prefix) == []
@@ -749,6 +750,24 @@ def test_a_value_over_max_value_bytes_is_refused(make_session, redis_client, key
     assert redis_client.hexists(key, "big") == 0
     assert redis_client.hexists(key, "accents") == 0
     assert redis_client.hget(key, "small") == b"x" * 10
+
+
+def test_a_flash_message_and_category_over_max_value_bytes_are_refused(make_session, redis_client, key_of, prefix):
+    """A flash is stored as category, NUL, message: with max_value_bytes=20 a 20-byte message
+    under the 7-byte 'message' category, or a 30-byte category, raises SessionLimitError and
+    queues nothing; 12 bytes of message fit."""
+    fresh = make_session(max_value_bytes=20)
+    with pytest.raises(SessionLimitError, match="session-max-value-bytes"):
+        fresh.flash("x" * 20)
+    assert fresh.session_id is None
+    assert all_keys(redis_client, prefix) == []
+
+    session = make_session(max_value_bytes=20)
+    session.flash("x" * 12)  # "message" + NUL + 12 bytes = 20
+    with pytest.raises(SessionLimitError, match="session-max-value-bytes"):
+        session.flash("short", category="c" * 30)
+    assert session.flashes() == [("message", "x" * 12)]
+    assert session.flashes() == []
 
 
 def test_a_field_past_max_fields_is_refused(make_session, redis_client, key_of):

@@ -16,6 +16,7 @@ import redis
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from redis_session.store import StoreRegistry
+from redis_session.tornado_session import AsyncSessionHandler
 from tests.conftest import RecordingCookie, app_settings
 from tests.redis_servers import RedisServer, free_port, unavailable
 from tests.test_smoke import Counter
@@ -98,8 +99,18 @@ def test_sessions_work_over_the_transport(transport_server, registry: StoreRegis
         client.close()
 
 
+class AsyncCounter(AsyncSessionHandler):
+    async def get(self) -> None:
+        count = (await self.session.count).int
+        await self.session.set("count", count + 1)
+        self.write(str((await self.session.count).int))
+
+
 def test_the_counter_runs_over_the_transport(serve, transport_server, prefix):
-    """The README counter counts per browser over unix:// and rediss://."""
-    server = serve([("/", Counter)], redis_session=app_settings(transport_server.url, prefix))
+    """The README counter counts per browser over unix:// and rediss://, with the blocking
+    handler and with the coroutine one (redis.asyncio) on the same sessions."""
+    server = serve([("/", Counter), ("/async", AsyncCounter)], redis_session=app_settings(transport_server.url, prefix))
     browser = server.browser()
     assert [browser.get("/").text for _ in range(3)] == ["1", "2", "3"]
+    assert [browser.get("/async").text for _ in range(2)] == ["4", "5"]
+    assert browser.get("/").text == "6"

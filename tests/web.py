@@ -10,7 +10,7 @@ import asyncio
 import http.client
 import threading
 from http.cookies import SimpleCookie
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tornado.httpserver
 import tornado.ioloop
@@ -134,3 +134,25 @@ class LiveServer:
 
     def browser(self) -> Browser:
         return Browser(self.url)
+
+
+def all_at_once(count: int, request: Callable[[int], Response]) -> List[Response]:
+    """Send ``count`` requests from as many threads, released together by a barrier."""
+    barrier = threading.Barrier(count)
+    responses: List[Optional[Response]] = [None] * count
+    failures: List[Exception] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(30)
+            responses[index] = request(index)
+        except Exception as error:  # noqa: BLE001 - reported by the test below
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    return [response for response in responses if response is not None]
