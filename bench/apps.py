@@ -239,6 +239,39 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
             count, _ = pipe.execute()
             self.write(f"count: {count}")
 
+    # The same Redis work as the library, by hand: the library's own Lua scripts (its source
+    # text, nothing else of it) sent with EVALSHA, after the same EXPIRE + HMGET pipeline. This is
+    # the floor for a design whose writes must check, in one round trip, that the session still
+    # exists (no resurrection); the plain HSET/HINCRBY baselines above cannot make that check.
+    from redis_session.scripts import SCRIPTS
+
+    write_sha = client.script_load(SCRIPTS["write"])
+    incr_sha = client.script_load(SCRIPTS["incr"])
+    max_fields = 1000
+
+    class RawCounterScript(Raw):
+        def get(self) -> None:
+            raw = self.get_signed_cookie(COOKIE_NAME)
+            if raw is None:
+                key, count, mode = self.session_key(), 0, "new"
+            else:
+                key, mode = key_of(raw.decode("ascii")), "warm"  # the read below has just set the TTL
+                pipe = client.pipeline(transaction=False)
+                pipe.expire(key, TTL)
+                pipe.hmget(key, "count")
+                _, (value,) = pipe.execute()
+                count = int(value) if value else 0
+            client.evalsha(write_sha, 1, key, TTL, 0, mode, max_fields, "0", 1, "count", count + 1)
+            self.write(f"count: {count + 1}")
+
+    class RawIncrScript(Raw):
+        def get(self) -> None:
+            raw = self.get_signed_cookie(COOKIE_NAME)
+            mode = "new" if raw is None else "old"
+            key = self.session_key()
+            status, count = client.evalsha(incr_sha, 1, key, TTL, 0, mode, max_fields, "count", "1", "int")
+            self.write(f"count: {count}")
+
     class RawHmget3(Raw):
         def get(self) -> None:
             key = self.session_key()
@@ -332,6 +365,8 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
         "raw_counter": (RawCounter, RawSetup),
         "lib_counter": (LibCounter, LibSetup),
         "raw_incr": (RawIncr, RawSetup),
+        "raw_counter_lua": (RawCounterScript, RawSetup),
+        "raw_incr_lua": (RawIncrScript, RawSetup),
         "lib_incr": (LibIncr, LibSetup),
         "lib_anon": (LibAnon, LibSetup),
         "raw_hmget3": (RawHmget3, RawSetup),
@@ -451,7 +486,8 @@ def serve_flask(scenario: str, redis_url: str, prefix: str, port: int) -> None:
 
 
 SCENARIOS = (
-    "plain_counter", "plain_read", "raw_counter", "lib_counter", "raw_incr", "lib_incr", "lib_anon",
+    "plain_counter", "plain_read", "raw_counter", "raw_counter_lua", "lib_counter", "raw_incr", "raw_incr_lua",
+    "lib_incr", "lib_anon",
     "raw_hmget3", "lib_get_many3", "raw_hget3x", "lib_attr3", "raw_load20", "lib_load20",
     "sync_incr", "async_incr", "flask_plain", "flask_lib",
 )

@@ -31,6 +31,7 @@ from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wai
 from .scripts import SCRIPTS, SHAS
 from .settings import SessionSettings
 from .store import (
+    ASYNC_MAX_CONNECTIONS,
     MASTER_CHECK_SECONDS,
     STORE_ERRORS,
     Call,
@@ -146,7 +147,10 @@ def make_async_client(settings: SessionSettings) -> Any:
         return fakeredis.FakeAsyncRedis(server=memory_server(settings.redis_url))
     if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
         return async_nodes_client(parse_nodes_url(settings.redis_url), settings)
-    return standalone_client(redis.asyncio.Redis, redis.asyncio.BlockingConnectionPool, settings)
+    return standalone_client(
+        redis.asyncio.Redis, redis.asyncio.BlockingConnectionPool, settings,
+        max_connections=ASYNC_MAX_CONNECTIONS, timeout=settings.redis_timeout,
+    )
 
 
 def async_nodes_client(address: NodesAddress, settings: SessionSettings) -> Any:

@@ -245,16 +245,23 @@ def connect(settings: SessionSettings) -> Store:
     return Store(settings.redis_url, client, WaitPolicy.of(settings), stall_pause=settings.redis_timeout)
 
 
-#: Connections one process may open to one standalone Redis (redis-py's own default), unless the
-#: URL says ``?max_connections=N``.
-MAX_CONNECTIONS = 100
+#: Connections one event loop may open to one standalone Redis (redis-py's own default), unless
+#: the URL says ``?max_connections=N``.
+ASYNC_MAX_CONNECTIONS = 100
+#: A blocking client holds a connection only while its thread waits for Redis, so the threads
+#: bound its connections: no cap of its own, unless the URL sets one.
+BLOCKING_MAX_CONNECTIONS = 2**31
 
 
-def standalone_client(client_class: Any, pool_class: Any, settings: SessionSettings) -> Any:
-    """A client on a pool that makes a request wait (up to the Redis timeout) for a free
-    connection when all are busy, where redis-py's default pool fails at once with "Too many
-    connections": a burst of concurrent requests (coroutine handlers, a threaded Flask server)
-    queues instead of answering 503s. Bounded waits, no hidden retries."""
+def standalone_client(client_class: Any, pool_class: Any, settings: SessionSettings, **pool_options: Any) -> Any:
+    """A client for one Redis server: bounded waits, no hidden retries.
+
+    A blocking client gets redis-py's plain pool with no practical cap: a thread past redis-py's
+    default of 100 would fail at once with "Too many connections" (a 503 under a burst of Flask
+    threads), and a blocking pool would cost a lock and a condition per round trip. Coroutines are
+    not bounded by threads, so the asyncio client gets a blocking pool of 100: a request past that
+    waits for a free connection, up to the Redis timeout, instead of failing at once.
+    """
     try:
         pool = pool_class.from_url(
             settings.redis_url,
@@ -262,8 +269,7 @@ def standalone_client(client_class: Any, pool_class: Any, settings: SessionSetti
             socket_connect_timeout=settings.redis_timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
-            max_connections=MAX_CONNECTIONS,
-            timeout=settings.redis_timeout,
+            **pool_options,
         )
     except ValueError as error:
         raise ConfigurationError(f"session-redis: {describe_url(settings.redis_url)!r}: {error}") from None
@@ -279,7 +285,7 @@ def make_client(settings: SessionSettings) -> Any:
         return memory_client(settings.redis_url)
     if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
         return nodes_client(parse_nodes_url(settings.redis_url), settings)
-    return standalone_client(redis.Redis, redis.BlockingConnectionPool, settings)
+    return standalone_client(redis.Redis, redis.ConnectionPool, settings, max_connections=BLOCKING_MAX_CONNECTIONS)
 
 
 _memory_servers: Dict[str, Any] = {}

@@ -7,7 +7,9 @@ servers so no other test can see their data.
 
 from __future__ import annotations
 
+import threading
 import uuid
+from typing import List
 
 import pytest
 import redis
@@ -15,10 +17,11 @@ import redis.sentinel
 
 import redis_session.store as store_module
 from redis_session import SessionSettings
-from redis_session.errors import ConfigurationError
+from redis_session.errors import ConfigurationError, SessionUnavailableError
 from redis_session.replication import WaitPolicy
 from redis_session.session import Session
 from redis_session.store import Store, StoreRegistry, describe_url, session_key
+from tests.conftest import RecordingCookie
 
 
 class Cookie:
@@ -243,3 +246,34 @@ def test_other_stores_never_ask_for_a_master(name):
     store = StoreRegistry().store_for(settings_for(f"memory://{name}"))
     store.follow_master_when_due()  # a no-op: nothing to ask
     Session(store, settings_for(f"memory://{name}"), None, Cookie()).set("name", "alice")
+
+
+def test_a_burst_of_blocking_threads_never_runs_out_of_connections(own_redis_server, prefix):
+    """150 threads in a Redis call at once (a threaded Flask server under a burst) each get a
+    connection: with Redis frozen every one of them ends on the timeout, none with redis-py's
+    "Too many connections" (its default pool stops at 100)."""
+    settings = SessionSettings.from_mapping({"redis": own_redis_server.url, "redis-prefix": prefix, "redis-timeout": 1.0})
+    store = StoreRegistry().store_for(settings)
+    store.client.ping()
+    barrier = threading.Barrier(150)
+    errors: List[str] = []
+
+    def read() -> None:
+        session = Session(store, settings, "a" * 32, RecordingCookie())
+        barrier.wait(10)
+        try:
+            session.get("count")
+        except SessionUnavailableError as error:
+            errors.append(str(error))
+
+    own_redis_server.pause()
+    try:
+        threads = [threading.Thread(target=read) for _ in range(150)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        own_redis_server.resume()
+    assert len(errors) == 150
+    assert not [error for error in errors if "Too many connections" in error]
