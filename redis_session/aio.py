@@ -332,8 +332,10 @@ class AsyncSession:
         raise SessionTypeError(f"'in' cannot await on an async session; use await self.session.contains({name!r})")
 
     def __iter__(self) -> NoReturn:
-        raise SessionTypeError("an async session cannot be iterated without awaiting; use "
-                        "'for name in await self.session.keys()' or 'async for name in self.session'")
+        raise SessionTypeError(
+            "an async session cannot be iterated without awaiting; use "
+            "'for name in await self.session.keys()' or 'async for name in self.session'"
+        )
 
     def __len__(self) -> NoReturn:
         raise SessionTypeError("len() cannot await on an async session; use await self.session.length()")

@@ -177,8 +177,8 @@ return {1, fields}
 """
 
 # The second half of regenerate(): write what TAKE returned under the new id (a separate step,
-# since RENAME fails across cluster slots). ARGV[3] is 'copy'; ARGV[4..] the field/value pairs of the old session, creation time included,
-# so regeneration never extends the absolute deadline.
+# since RENAME fails across cluster slots). ARGV[3] is 'copy'; ARGV[4..] the field/value pairs
+# of the old session, creation time included, so regeneration never extends the absolute deadline.
 COPY = PRELUDE + """
 if redis.call('EXISTS', key) == 1 then return {-1} end
 in_slices('HSET', 4, #ARGV)
