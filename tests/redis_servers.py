@@ -8,7 +8,9 @@ skipping it, so a green CI always means the real-Redis tests ran.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -16,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import pytest
 import redis
@@ -24,10 +26,44 @@ import redis
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def _listening_port_range() -> range:
+    """Ports below the kernel's ephemeral range (``ip_local_port_range``).
+
+    A port found free by binding to port 0 comes from the ephemeral range, and between the probe
+    and the server's own bind any outgoing connection (the suite makes thousands, cluster nodes
+    gossip) may take it as its local port: the server then exits with "Address already in use".
+    Ports below that range are never handed out to outgoing connections.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ephemeral:
+            first_ephemeral = int(ephemeral.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    return range(20000, max(first_ephemeral, 20000 + 1000))
+
+
+def _port_candidates() -> Iterator[int]:
+    """Every port of the range once, from a random start, so one run never hands a port out twice
+    and two runs side by side rarely meet."""
+    ports = _listening_port_range()
+    start = random.randrange(len(ports))
+    return itertools.cycle([*ports[start:], *ports[:start]])
+
+
+_PORT_CANDIDATES = _port_candidates()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port nothing listens on now, outside the ephemeral range (see above)."""
+    for _ in range(len(_listening_port_range())):
+        port = next(_PORT_CANDIDATES)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def unavailable(reason: str) -> None:
@@ -63,19 +99,51 @@ class RedisServer:
             "--daemonize", "no", "--protected-mode", "no", "--logfile", "",
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = self.spawn(arguments)
         deadline = time.monotonic() + deadline_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                unavailable(f"redis-server exited at start with code {self.process.returncode}")
+                unavailable(f"redis-server on port {self.port} exited at start with code "
+                            f"{self.process.returncode}: {self.log_tail()}")
             try:
-                if self.client().ping():
+                if self.answers_as_itself():
                     return self
             except redis.exceptions.ConnectionError:
                 time.sleep(0.02)
         self.stop()
         unavailable(f"redis-server on port {self.port} did not answer PING within {deadline_seconds}s")
         return self
+
+    def answers_as_itself(self) -> bool:
+        """True once the server on our port is our process: a PING alone would also be answered
+        by another Redis that held the port while ours failed to bind it."""
+        client = self.client()
+        try:
+            serving_pid = int(client.info("server")["process_id"])
+        finally:
+            client.close()
+        if self.process is None or serving_pid != self.process.pid:
+            time.sleep(0.02)
+            return False
+        return True
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.directory, "redis-server.log")
+
+    def spawn(self, arguments: List[str]) -> subprocess.Popen[bytes]:
+        """Start the process with its log (stdout) appended to a file of its directory, so a
+        server that exits at start can say why."""
+        with open(self.log_path, "ab") as log:
+            return subprocess.Popen(arguments, stdout=log, stderr=subprocess.STDOUT)
+
+    def log_tail(self, characters: int = 600) -> str:
+        try:
+            with open(self.log_path, "rb") as log:
+                text = log.read().decode(errors="replace")
+        except OSError as error:
+            return f"(no log: {error})"
+        return text[-characters:].strip() or "(empty log)"
 
     def stop(self) -> None:
         process, self.process = self.process, None

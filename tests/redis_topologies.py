@@ -149,7 +149,7 @@ class RedisCluster:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", f"nodes-{node.port}.conf",
                 "--cluster-node-timeout", str(node_timeout_ms),
-                # the bus port would be port + 10000, which may be taken or past 65535
+                # the bus port would be port + 10000, which may be taken
                 "--cluster-port", str(free_port()),
                 *FAST_SYNC,
             ]
@@ -370,20 +370,15 @@ class SentinelServer(RedisServer):
     def start(self, deadline_seconds: float = 10.0) -> SentinelServer:
         if not self.binary:
             unavailable("redis-server is not installed (apt-get install -y redis-server)")
-        self.process = subprocess.Popen(
-            [str(self.binary), self.config_path, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
+        self.process = self.spawn([str(self.binary), self.config_path, "--sentinel"])
         deadline = time.monotonic() + deadline_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                unavailable(f"redis-server --sentinel exited at start with code {self.process.returncode}")
+                unavailable(f"sentinel on port {self.port} exited at start with code "
+                            f"{self.process.returncode}: {self.log_tail()}")
             try:
-                client = self.client()
-                try:
-                    if client.ping():
-                        return self
-                finally:
-                    client.close()
+                if self.answers_as_itself():
+                    return self
             except redis.exceptions.ConnectionError:
                 time.sleep(0.02)
         self.stop()
