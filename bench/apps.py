@@ -267,8 +267,10 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
     class RawIncrScript(Raw):
         def get(self) -> None:
             raw = self.get_signed_cookie(COOKIE_NAME)
-            mode = "new" if raw is None else "old"
-            key = self.session_key()
+            if raw is None:
+                key, mode = self.session_key(), "new"
+            else:
+                key, mode = key_of(raw.decode("ascii")), "old"  # the cookie is checked once
             status, count = client.evalsha(incr_sha, 1, key, TTL, 0, mode, max_fields, "count", "1", "int")
             self.write(f"count: {count}")
 

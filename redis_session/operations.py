@@ -31,6 +31,9 @@ T = TypeVar("T")
 #: A session operation: yields store calls, receives their replies, returns a T.
 Operation = Generator[Call, Any, T]
 Number = Union[int, float]
+# Call(...) runs a Python-level __new__; tuple.__new__ builds the same Call in half the
+# instructions, and every session operation builds one.
+_new_tuple = tuple.__new__
 
 
 class CookieSink(Protocol):
@@ -84,15 +87,15 @@ class SessionCore:
                 mode = "warm"  # the script checks that the session exists, but leaves its TTL alone
         elif mode == "new":
             self._sets_ttl()  # the new key gets its TTL in this call
-        return Call(script, self._key, (settings.expire, settings.max_lifetime, mode) + args, idempotent)
+        return _new_tuple(Call, (script, self._key, (settings.expire, settings.max_lifetime, mode) + args, idempotent))
 
     def _read_call(self, what: str, *names: str) -> Call:
         """A read: a plain pipeline (EXPIRE + the read, or the read alone when the TTL is fresh)
         unless an absolute lifetime makes the TTL need a script."""
         settings = self.settings
         if settings.max_lifetime:
-            return Call("read", self._key, (settings.expire, settings.max_lifetime, "old", what) + names, True)
-        return Call(PLAIN_READ, self._key, (settings.expire if self._sets_ttl() else 0, what) + names, True)
+            return _new_tuple(Call, ("read", self._key, (settings.expire, settings.max_lifetime, "old", what) + names, True))
+        return _new_tuple(Call, (PLAIN_READ, self._key, (settings.expire if self._sets_ttl() else 0, what) + names, True))
 
     def _mint(self) -> None:
         self.session_id = new_session_id()
@@ -137,18 +140,33 @@ class SessionCore:
         return data
 
     # -- reads -----------------------------------------------------------------------------
+    #
+    # The operations that usually take one round trip are built from two plain steps, the call
+    # to send and what its reply means, so the blocking session runs the common case without
+    # driving a generator (callgrind: a generator round costs as much as the steps themselves).
+    # The generators compose the very same steps for every other case and driver.
 
-    def read(self, names: Tuple[str, ...]) -> Operation[List[Value]]:
-        """Values of ``names`` (absent fields as ``Value(None)``)."""
+    def fields_call(self, names: Tuple[str, ...]) -> Optional[Call]:
+        """The call reading ``names``, or ``None`` when there is no session (all are absent)."""
         for name in names:
             check_name(name)
         if self.session_id is None or not names:
-            return [Value(None) for _ in names]
-        reply = yield self._read_call("fields", *names)
+            return None
+        return self._read_call("fields", *names)
+
+    def fields_of(self, reply: Any, count: int) -> List[Value]:
+        """The Values of a ``fields_call`` reply (all absent when the session is gone)."""
         if reply[0] != OK:
             self._forget(reply[0])
-            return [Value(None) for _ in names]
+            return [Value(None) for _ in range(count)]
         return [Value(raw) for raw in reply[1]]
+
+    def read(self, names: Tuple[str, ...]) -> Operation[List[Value]]:
+        """Values of ``names`` (absent fields as ``Value(None)``)."""
+        call = self.fields_call(names)
+        if call is None:
+            return [Value(None) for _ in names]
+        return self.fields_of((yield call), len(names))
 
     def read_all(self) -> Operation[Dict[str, Value]]:
         """``{name: Value}`` of every user field, in one round trip."""
@@ -178,11 +196,9 @@ class SessionCore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def write(self, values: Iterable[Tuple[str, Any]], clear: bool = False) -> Operation[None]:
-        """Set (or, for ``None``, delete) fields in one round trip; ``clear`` drops the rest first.
-
-        Everything is encoded and checked before Redis is touched, so a bad value writes nothing.
-        """
+    def encode_values(self, values: Iterable[Tuple[str, Any]]) -> Tuple[List[Any], List[str]]:
+        """``([name, data, ...], [deleted name, ...])`` for a write, every value encoded and
+        checked first, so a bad value raises before Redis is touched and nothing is written."""
         pairs: List[Any] = []
         deletes: List[str] = []
         for name, value in values:
@@ -196,40 +212,84 @@ class SessionCore:
                 f"{len(pairs) // 2} fields in one write is over the limit of {self.settings.max_fields} "
                 "(session-max-fields); nothing was written"
             )
-        if not pairs and not deletes and not clear:
-            return None  # an empty update(): nothing to send
-        if self.session_id is not None:
-            reply = yield self._call(
-                "write", "old", self.settings.max_fields, "1" if clear else "0", len(pairs) // 2, *pairs, *deletes
-            )
-            if reply[0] == OK:
-                return None
-            self._check_status(reply, pairs[0] if len(pairs) == 2 else "")
-            self._forget(reply[0])
-        if not pairs:
-            return None  # deleting from, or clearing, a session that does not exist: nothing to do
-        yield from self._create("write", self.settings.max_fields, "0", len(pairs) // 2, *pairs)
+        return pairs, deletes
+
+    def write_call(self, pairs: List[Any], deletes: List[str], clear: bool = False) -> Optional[Call]:
+        """The write to the session the request holds, or ``None`` when it holds none."""
+        if self.session_id is None:
+            return None
+        return self._call(
+            "write", "old", self.settings.max_fields, "1" if clear else "0", len(pairs) // 2, *pairs, *deletes
+        )
+
+    def written(self, reply: Any, pairs: List[Any]) -> bool:
+        """Whether a ``write_call`` landed; ``False`` when the session was gone (it is then
+        forgotten: the write must go to a new session, see ``create_with``)."""
+        if reply[0] == OK:
+            return True
+        self._check_status(reply, pairs[0] if len(pairs) == 2 else "")
+        self._forget(reply[0])
+        return False
+
+    def create_with(self, pairs: List[Any]) -> Operation[None]:
+        """Start a new session holding ``pairs`` (nothing to do without any: deleting from, or
+        clearing, a session that does not exist)."""
+        if pairs:
+            yield from self._create("write", self.settings.max_fields, "0", len(pairs) // 2, *pairs)
         return None
 
-    def incr(self, name: str, amount: Number = 1) -> Operation[Number]:
-        """Add ``amount`` to an integer (or, for a float amount, numeric) field atomically."""
+    def write(self, values: Iterable[Tuple[str, Any]], clear: bool = False) -> Operation[None]:
+        """Set (or, for ``None``, delete) fields in one round trip; ``clear`` drops the rest first."""
+        pairs, deletes = self.encode_values(values)
+        if not pairs and not deletes and not clear:
+            return None  # an empty update(): nothing to send
+        call = self.write_call(pairs, deletes, clear)
+        if call is not None and self.written((yield call), pairs):
+            return None
+        yield from self.create_with(pairs)
+        return None
+
+    def incr_arguments(self, name: str, amount: Number) -> Tuple[str, str]:
+        """``(amount as text, "int" | "float")`` for the incr script; refuses a bad amount."""
         check_name(name)
         if not is_finite_number(amount):
             raise SessionTypeError(f"session field {name!r}: incr() takes an int or finite float amount, got {amount!r}")
-        if isinstance(amount, int) and not INT64_MIN <= amount <= INT64_MAX:
-            raise SessionValueError(f"session field {name!r}: incr() amount {amount} is outside the 64-bit range Redis counts in")
-        kind = "int" if isinstance(amount, int) else "float"
-        argument = str(amount) if kind == "int" else repr(amount)
-        if self.session_id is not None:
-            reply = yield self._call(
-                "incr", "old", self.settings.max_fields, name, argument, kind, idempotent=False
-            )
-            if reply[0] == OK:
-                return self._number(reply[1], kind)
-            self._check_status(reply, name)
-            self._forget(reply[0])
+        if isinstance(amount, int):
+            if not INT64_MIN <= amount <= INT64_MAX:
+                raise SessionValueError(
+                    f"session field {name!r}: incr() amount {amount} is outside the 64-bit range Redis counts in"
+                )
+            return str(amount), "int"
+        return repr(amount), "float"
+
+    def incr_call(self, name: str, argument: str, kind: str) -> Optional[Call]:
+        """The incr of the session the request holds, or ``None`` when it holds none."""
+        if self.session_id is None:
+            return None
+        return self._call("incr", "old", self.settings.max_fields, name, argument, kind, idempotent=False)
+
+    def incremented(self, reply: Any, name: str, kind: str) -> Optional[Number]:
+        """The new number of an ``incr_call``, or ``None`` when the session was gone (forgotten)."""
+        if reply[0] == OK:
+            return self._number(reply[1], kind)
+        self._check_status(reply, name)
+        self._forget(reply[0])
+        return None
+
+    def create_counting(self, name: str, argument: str, kind: str) -> Operation[Number]:
+        """Start a new session whose field ``name`` holds ``argument``."""
         reply = yield from self._create("incr", self.settings.max_fields, name, argument, kind, idempotent=False)
         return self._number(reply[1], kind)
+
+    def incr(self, name: str, amount: Number = 1) -> Operation[Number]:
+        """Add ``amount`` to an integer (or, for a float amount, numeric) field atomically."""
+        argument, kind = self.incr_arguments(name, amount)
+        call = self.incr_call(name, argument, kind)
+        if call is not None:
+            number = self.incremented((yield call), name, kind)
+            if number is not None:
+                return number
+        return (yield from self.create_counting(name, argument, kind))
 
     @staticmethod
     def _number(raw: Any, kind: str) -> Number:

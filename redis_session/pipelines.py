@@ -103,12 +103,18 @@ def _alone_reply(error: Any, data: Any) -> List[Any]:
 
 def run(client: Any, name: str, key: str, args: Any) -> Any:
     """Run pipeline ``name`` on a blocking client (a read with a fresh TTL is a single command)."""
-    if name == PLAIN_READ and not args[0]:
-        try:
-            return _alone_reply(None, read_without_expire(client, key, args))
-        except redis.exceptions.ResponseError as error:
-            return _alone_reply(error, None)
-    if name == LIVE_KEYS and not args:
+    if name == PLAIN_READ:
+        if not args[0]:
+            try:
+                return _alone_reply(None, read_without_expire(client, key, args))
+            except redis.exceptions.ResponseError as error:
+                return _alone_reply(error, None)
+        # what queue() and reply() do for a read, spelled out: this is every page's round trip
+        pipeline = client.pipeline(transaction=False)
+        pipeline.expire(key, args[0])
+        read_without_expire(pipeline, key, args)
+        return reply_of(pipeline.execute(raise_on_error=False))
+    if not args:
         return []
     pipeline = client.pipeline(transaction=False)
     queue(pipeline, name, key, args)

