@@ -175,7 +175,7 @@ class Session:
                 f"{name!r} is not writable as an attribute of a session (it is a method or private "
                 f"name); write the field with session[{name!r}] = ..."
             )
-        self.set(name, value)
+        self._write(((name, value),))
 
     def __delattr__(self, name: str) -> None:
         if name.startswith("_") or name in self._attribute_names:
