@@ -1,9 +1,12 @@
 """Session semantics without I/O: every operation is a generator that yields
 :class:`~redis_session.store.Call` objects and receives their Redis replies.
 
-The sync :class:`~redis_session.session.Session` drives these generators with blocking calls and
-the asyncio session drives the very same generators with ``await``, so lazy creation, the
-no-resurrection rule, limits and encoding exist exactly once.
+The asyncio session drives these generators with ``await``; the sync
+:class:`~redis_session.session.Session` drives them with blocking calls, except that for the
+common one-round-trip cases (read, write, incr of an existing session) it runs the two plain
+steps each generator is built from (``fields_call``/``fields_of``, ``write_call``/``written``,
+``incr_call``/``incremented``) itself. Lazy creation, the no-resurrection rule, limits and
+encoding exist exactly once.
 """
 
 from __future__ import annotations
