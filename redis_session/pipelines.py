@@ -114,7 +114,7 @@ def run(client: Any, name: str, key: str, args: Any) -> Any:
         pipeline.expire(key, args[0])
         read_without_expire(pipeline, key, args)
         return reply_of(pipeline.execute(raise_on_error=False))
-    if not args:
+    if name == LIVE_KEYS and not args:
         return []
     pipeline = client.pipeline(transaction=False)
     queue(pipeline, name, key, args)

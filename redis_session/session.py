@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
-from .identity import check_name, fingerprint
+from .identity import fingerprint
 from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
 from .settings import SessionSettings
 from .store import Store
@@ -59,14 +59,11 @@ class Session:
 
     def get(self, name: str) -> Value:
         """The field as stored in Redis now (``Value(None)`` when absent)."""
-        core = self._core
-        if core.session_id is None:
-            check_name(name)  # no session yet: the answer is the fallback, without asking Redis
-            return Value(None)
         # SessionCore.read's two steps run directly: a generator round would cost as much again
+        core = self._core
         call = core.fields_call((name,))
         if call is None:
-            return Value(None)
+            return Value(None)  # no session yet: the fallback, without asking Redis
         return core.fields_of(self._store.execute(call), 1)[0]
 
     def get_many(self, *names: str) -> List[Value]:

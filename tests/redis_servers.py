@@ -42,20 +42,20 @@ def _listening_port_range() -> range:
     return range(20000, max(first_ephemeral, 20000 + 1000))
 
 
-def _port_candidates() -> Iterator[int]:
+def _port_candidates(ports: range) -> Iterator[int]:
     """Every port of the range once, from a random start, so one run never hands a port out twice
     and two runs side by side rarely meet."""
-    ports = _listening_port_range()
     start = random.randrange(len(ports))
     return itertools.cycle([*ports[start:], *ports[:start]])
 
 
-_PORT_CANDIDATES = _port_candidates()
+_PORTS = _listening_port_range()
+_PORT_CANDIDATES = _port_candidates(_PORTS)
 
 
 def free_port() -> int:
     """A loopback port nothing listens on now, outside the ephemeral range (see above)."""
-    for _ in range(len(_listening_port_range())):
+    for _ in range(len(_PORTS)):
         port = next(_PORT_CANDIDATES)
         with socket.socket() as probe:
             try:
@@ -109,7 +109,8 @@ class RedisServer:
                 if self.answers_as_itself():
                     return self
             except redis.exceptions.ConnectionError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         self.stop()
         unavailable(f"redis-server on port {self.port} did not answer PING within {deadline_seconds}s")
         return self
@@ -122,10 +123,7 @@ class RedisServer:
             serving_pid = int(client.info("server")["process_id"])
         finally:
             client.close()
-        if self.process is None or serving_pid != self.process.pid:
-            time.sleep(0.02)
-            return False
-        return True
+        return self.process is not None and serving_pid == self.process.pid
 
     @property
     def log_path(self) -> str:

@@ -380,7 +380,8 @@ class SentinelServer(RedisServer):
                 if self.answers_as_itself():
                     return self
             except redis.exceptions.ConnectionError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         self.stop()
         unavailable(f"sentinel on port {self.port} did not answer PING within {deadline_seconds}s")
         return self
