@@ -22,7 +22,7 @@ from .scripts import RESERVED_PREFIX, USER_FIELD
 from .settings import SessionSettings
 from .store import Call, session_key
 from .user_index import confirm, list_pending, unlist, user_of
-from .value import Value, encode, is_finite_number
+from .value import ABSENT, Value, encode, is_finite_number
 
 logger = logging.getLogger("redis_session")
 
@@ -92,9 +92,10 @@ class SessionCore:
             self._sets_ttl()  # the new key gets its TTL in this call
         return _new_tuple(Call, (script, self._key, (settings.expire, settings.max_lifetime, mode) + args, idempotent))
 
-    def _read_call(self, what: str, *names: str) -> Call:
-        """A read: a plain pipeline (EXPIRE + the read, or the read alone when the TTL is fresh)
-        unless an absolute lifetime makes the TTL need a script."""
+    def read_call(self, what: str, *names: str) -> Call:
+        """The call reading ``what`` of the current session (the caller knows there is one): a
+        plain pipeline (EXPIRE + the read, or the read alone when the TTL is fresh) unless an
+        absolute lifetime makes the TTL need a script."""
         settings = self.settings
         if settings.max_lifetime:
             return _new_tuple(Call, ("read", self._key, (settings.expire, settings.max_lifetime, "old", what) + names, True))
@@ -155,27 +156,27 @@ class SessionCore:
             check_name(name)
         if self.session_id is None or not names:
             return None
-        return self._read_call("fields", *names)
+        return self.read_call("fields", *names)
 
     def fields_of(self, reply: Any, count: int) -> List[Value]:
         """The Values of a ``fields_call`` reply (all absent when the session is gone)."""
         if reply[0] != OK:
             self._forget(reply[0])
-            return [Value(None) for _ in range(count)]
-        return [Value(raw) for raw in reply[1]]
+            return [ABSENT] * count
+        return [ABSENT if raw is None else Value(raw) for raw in reply[1]]
 
     def read(self, names: Tuple[str, ...]) -> Operation[List[Value]]:
         """Values of ``names`` (absent fields as ``Value(None)``)."""
         call = self.fields_call(names)
         if call is None:
-            return [Value(None) for _ in names]
+            return [ABSENT] * len(names)
         return self.fields_of((yield call), len(names))
 
     def read_all(self) -> Operation[Dict[str, Value]]:
         """``{name: Value}`` of every user field, in one round trip."""
         if self.session_id is None:
             return {}
-        reply = yield self._read_call("all")
+        reply = yield self.read_call("all")
         if reply[0] != OK:
             self._forget(reply[0])
             return {}
@@ -190,7 +191,7 @@ class SessionCore:
         """Names of every user field."""
         if self.session_id is None:
             return []
-        reply = yield self._read_call("names")
+        reply = yield self.read_call("names")
         if reply[0] != OK:
             self._forget(reply[0])
             return []
@@ -419,7 +420,7 @@ class SessionCore:
         """The user this session is bound to, or ``None``."""
         if self.session_id is None:
             return None
-        reply = yield self._read_call("fields", USER_FIELD)
+        reply = yield self.read_call("fields", USER_FIELD)
         if reply[0] != OK:
             self._forget(reply[0])
             return None

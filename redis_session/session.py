@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
-from .identity import fingerprint
+from .identity import check_name, fingerprint
 from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
 from .settings import SessionSettings
 from .store import Store
-from .value import Value
+from .value import ABSENT, Value
 
 
 class Session:
@@ -35,8 +35,10 @@ class Session:
         cls._attribute_names = frozenset(dir(cls))
 
     def __init__(self, store: Store, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
-        object.__setattr__(self, "_store", store)
-        object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie))
+        # The slots' own setters: __setattr__ is the field writer, and object.__setattr__ would
+        # look each name up again, on every request that touches the session.
+        _set_store(self, store)
+        _set_core(self, SessionCore(settings, session_id, cookie))
 
     def _run(self, operation: Operation[T]) -> T:
         execute = self._store.execute
@@ -59,19 +61,19 @@ class Session:
 
     def get(self, name: str) -> Value:
         """The field as stored in Redis now (``Value(None)`` when absent)."""
-        # SessionCore.read's two steps run directly: a generator round would cost as much again
+        # SessionCore.read's steps run directly: a generator round would cost as much again
         core = self._core
-        call = core.fields_call((name,))
-        if call is None:
-            return Value(None)  # no session yet: the fallback, without asking Redis
-        return core.fields_of(self._store.execute(call), 1)[0]
+        check_name(name)
+        if core.session_id is None:
+            return ABSENT  # no session yet: the fallback, without asking Redis
+        return core.fields_of(self._store.execute(core.read_call("fields", name)), 1)[0]
 
     def get_many(self, *names: str) -> List[Value]:
         """Several fields in one round trip, in the order asked."""
         core = self._core
         call = core.fields_call(names)
         if call is None:
-            return [Value(None) for _ in names]
+            return [ABSENT] * len(names)
         return core.fields_of(self._store.execute(call), len(names))
 
     def load(self) -> Dict[str, Value]:
@@ -208,3 +210,5 @@ class Session:
 
 
 Session._attribute_names = frozenset(dir(Session))
+_set_store = Session.__dict__["_store"].__set__
+_set_core = Session.__dict__["_core"].__set__

@@ -151,60 +151,68 @@ def sessions_for(application: tornado.web.Application) -> _ApplicationSessions:
     return resolved
 
 
-class _TornadoCookie:
+class _TornadoCookie(weakref.ref["_SessionGlue"]):
     """Sets and expires the session cookie on one handler's response.
 
-    It holds the handler weakly: the handler holds the session, the session holds this sink, and
-    a strong reference back would make every request a reference cycle that only the cyclic
-    garbage collector frees (measured: about 15% of the throughput of a session-free page).
+    It *is* a weak reference to the handler: the handler holds the session and the session holds
+    this sink, so a strong reference back would make every request a reference cycle that only
+    the cyclic garbage collector frees (measured: about 15% of the throughput of a session-free
+    page). Being a ``weakref.ref`` also makes it cheap: built in C, with no ``__init__`` of its
+    own, on every request that touches the session.
     """
 
-    __slots__ = ("_handler", "settings", "sent", "can_issue")
-
-    def __init__(self, handler: tornado.web.RequestHandler, settings: SessionSettings) -> None:
-        self._handler = weakref.ref(handler)
-        self.settings = settings
-        #: True once this response sets or expires the session cookie (it must then stay private).
-        self.sent = False
-        #: A WebSocket cannot set cookies (Tornado refuses set_cookie on one): its session can be
-        #: read and written, but not created or given a new id (see SessionCore).
-        self.can_issue = not isinstance(handler, tornado.websocket.WebSocketHandler)
+    __slots__ = ()
 
     @property
-    def handler(self) -> tornado.web.RequestHandler:
-        handler = self._handler()
+    def can_issue(self) -> bool:
+        """Asked before a session is created or given a new id: a request that has finished
+        raises here, before Redis holds a key whose cookie could never be sent."""
+        return self.handler is not None
+
+    @property
+    def handler(self) -> _SessionGlue:
+        handler = self()
         if handler is None:
             raise RuntimeError("the request this session belonged to has finished; its cookie can no longer be set")
         return handler
 
-    def _attributes(self) -> Dict[str, Any]:
-        return self.settings.cookie_attributes()
-
     def issue(self, session_id: str) -> None:
+        handler = self.handler
+        settings = handler.session_settings
         # expires_days=None: the lifetime is Max-Age alone (or a browser-session cookie).
-        self.handler.set_signed_cookie(
-            self.settings.cookie_name, session_id, expires_days=None,
-            max_age=self.settings.cookie_max_age_for_new_sessions, **self._attributes()
+        handler.set_signed_cookie(
+            settings.cookie_name, session_id, expires_days=None,
+            max_age=settings.cookie_max_age_for_new_sessions, **settings.cookie_attributes()
         )
-        self.sent = True
+        handler._session_cookie_sent = True
         # A response that sets a session cookie must never be stored by a shared cache.
-        self.handler.set_header("Cache-Control", "private, no-store")
+        handler.set_header("Cache-Control", "private, no-store")
 
     def expire(self) -> None:
-        if not self.can_issue:
-            return  # a WebSocket: the browser keeps a cookie naming a session that is gone, which reads as none
         handler = self.handler
-        name = self.settings.cookie_name
+        settings = handler.session_settings
+        name = settings.cookie_name
         past = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-        handler.set_cookie(name, "", expires=past, **self._attributes())
+        handler.set_cookie(name, "", expires=past, **settings.cookie_attributes())
         # set_cookie() drops a zero max_age (it tests "if max_age"), so add Max-Age=0 to the
         # morsel it just stored: browsers that honour Max-Age over Expires drop the cookie at once,
         # as with Flask's delete_cookie(). Without that attribute, Expires in 1970 still deletes it.
         morsel = getattr(handler, "_new_cookie", {}).get(name)
         if morsel is not None:
             morsel["max-age"] = "0"
-        self.sent = True
+        handler._session_cookie_sent = True
         handler.set_header("Cache-Control", "private, no-store")
+
+
+class _WebSocketCookie(_TornadoCookie):
+    """The sink of a WebSocket's session: Tornado refuses set_cookie on one, so its session can be
+    read and written but never created or given a new id (see SessionCore)."""
+
+    __slots__ = ()
+    can_issue = False  # a constant where the parent asks its handler
+
+    def expire(self) -> None:
+        pass  # the browser keeps a cookie naming a session that is gone, which reads as none
 
 
 if TYPE_CHECKING:  # pragma: no cover - lets mypy see the RequestHandler API the mixin relies on
@@ -216,10 +224,15 @@ else:
 class _SessionGlue(_MixinBase):
     """What the sync and async mixins share: reading the cookie, 503s, settings and admin."""
 
-    _session_cookie: Optional[_TornadoCookie] = None
+    #: This request's session (None until first use); each mixin narrows the type.
+    _redis_session: Any = None
+    #: True once this response sets or expires the session cookie (it must then stay private).
+    _session_cookie_sent = False
 
     def _session_arguments(self) -> Tuple[_ApplicationSessions, Optional[str], _TornadoCookie]:
-        resolved = sessions_for(self.application)
+        application = self.application
+        # sessions_for() without a call of its own: this runs on every request that touches the session
+        resolved = getattr(application, _RESOLVED_ATTRIBUTE, None) or sessions_for(application)
         settings = resolved.settings
         # Responses now depend on the session cookie: caches must key on it. add_header() when the
         # application already set a Vary (it appends); otherwise a plain set is a third of the cost
@@ -229,8 +242,17 @@ class _SessionGlue(_MixinBase):
             self.add_header("Vary", "Cookie")
         else:
             headers["Vary"] = "Cookie"
-        cookie = self._session_cookie = _TornadoCookie(self, settings)
-        return resolved, self._session_id_from_cookie(settings), cookie
+        session_id = None
+        request = self.request
+        # With no Cookie header at all (a first visit, most crawlers) there is nothing to parse:
+        # building request.cookies would be a sixth of what such a page costs the library.
+        if "Cookie" in request.headers:
+            # request.cookies once: get_cookie() would look the parsed cookies up three times
+            morsel = request.cookies.get(settings.cookie_name)
+            if morsel is not None:
+                session_id = self._session_id_from_cookie(settings, morsel.value)
+        sink = _WebSocketCookie if isinstance(self, tornado.websocket.WebSocketHandler) else _TornadoCookie
+        return resolved, session_id, sink(self)
 
     def clear(self) -> None:
         """Reset the response as Tornado does, but keep it private if the session was used.
@@ -240,27 +262,23 @@ class _SessionGlue(_MixinBase):
         ``Cache-Control: private``, and a shared cache could hand that cookie to other visitors.
         """
         super().clear()
-        cookie = self._session_cookie
-        if cookie is None:  # also the case for the clear() call in RequestHandler.__init__
+        if self._redis_session is None:  # also the case for the clear() call in RequestHandler.__init__
             return
         self.add_header("Vary", "Cookie")
-        if cookie.sent:
+        if self._session_cookie_sent:
             self.set_header("Cache-Control", "private, no-store")
 
     def flush(self, include_footers: bool = False) -> Future[None]:
         """Send the headers; a response that sets or expires the session cookie stays private
         even if the handler set ``Cache-Control: public`` after the session write."""
-        cookie = self._session_cookie
-        if cookie is not None and cookie.sent:
+        if self._session_cookie_sent:
             self.set_header("Cache-Control", "private, no-store")
         return super().flush(include_footers)
 
-    def _session_id_from_cookie(self, settings: SessionSettings) -> Optional[str]:
-        """The id in a valid signed cookie, or ``None`` for a missing, oversized, unsigned,
-        tampered, expired or malformed one (each simply means "no session yet")."""
-        # request.cookies once: get_cookie() would look the parsed cookies up three times
-        morsel = self.request.cookies.get(settings.cookie_name)
-        raw = morsel.value if morsel is not None else None
+    def _session_id_from_cookie(self, settings: SessionSettings, raw: str) -> Optional[str]:
+        """The id in the session cookie's value ``raw`` if it is validly signed, or ``None`` for
+        an empty, oversized, unsigned, tampered, expired or malformed one (each simply means "no
+        session yet")."""
         if not raw or len(raw) > settings.max_cookie_length:
             return None
         if sent_more_than_once(self.request.headers.get("Cookie", ""), settings.cookie_name):

@@ -24,33 +24,42 @@ INTEGER_TEXT = re.compile(rb"\s*[+-]?[0-9]+\s*")
 
 
 class Value:
-    """One session field as read from Redis at the moment of the call."""
+    """One session field as read from Redis at the moment of the call.
 
-    __slots__ = ("raw",)
+    Read-only, like the reading it records: it is hashable and compares by content, so changing
+    it afterwards would corrupt any set or dict holding it. Being immutable also lets every read
+    of a field that is not there share one :data:`ABSENT`.
+    """
+
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: Optional[bytes]) -> None:
-        #: The stored bytes, or ``None`` when the field is absent.
-        self.raw = raw
+        self._raw = raw
+
+    @property
+    def raw(self) -> Optional[bytes]:
+        """The stored bytes, or ``None`` when the field is absent."""
+        return self._raw
 
     @property
     def none(self) -> bool:
         """``True`` when the field is absent."""
-        return self.raw is None
+        return self._raw is None
 
     @property
     def str(self) -> builtins.str:
         """The field as text; ``''`` when absent or not valid UTF-8."""
-        if self.raw is None:
+        if self._raw is None:
             return ""
         try:
-            return self.raw.decode("utf-8")
+            return self._raw.decode("utf-8")
         except UnicodeDecodeError:
             return ""
 
     @property
     def int(self) -> builtins.int:
         """The field as an integer; ``0`` when absent or not an integer."""
-        raw = self.raw
+        raw = self._raw
         if raw is None:
             return 0
         # isdigit() (ASCII digits only, for bytes) answers what every counter stores in a tenth
@@ -66,7 +75,7 @@ class Value:
     def float(self) -> builtins.float:
         """The field as a float; ``0.0`` when absent, not a number, or not finite (``nan``, ``inf``:
         writing them is refused too, so such text was not written as a number by this library)."""
-        raw = self.raw
+        raw = self._raw
         if raw is None or b"_" in raw:
             return 0.0
         try:
@@ -78,27 +87,27 @@ class Value:
     @property
     def bool(self) -> builtins.bool:
         """``True`` for ``1``, ``true``, ``yes``, ``on`` in any case (what writing ``True`` stores)."""
-        if self.raw is None:
+        if self._raw is None:
             return False
-        return self.raw.strip().lower() in TRUE_WORDS
+        return self._raw.strip().lower() in TRUE_WORDS
 
     @property
     def json(self) -> Any:
         """The field parsed as JSON; ``{}`` when absent or not valid JSON."""
-        if self.raw is None:
+        if self._raw is None:
             return {}
         try:
-            return json.loads(self.raw)
+            return json.loads(self._raw)
         except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors;
             return {}                         # nesting deeper than Python's stack is a RecursionError
 
     def __eq__(self, other: object) -> builtins.bool:
         if isinstance(other, Value):
-            return self.raw == other.raw
+            return self._raw == other._raw
         return NotImplemented
 
     def __hash__(self) -> builtins.int:
-        return hash(self.raw)
+        return hash(self._raw)
 
     def __bool__(self) -> builtins.bool:
         # A Value is neither true nor false on its own: b"0", b"" and an absent field would each
@@ -109,7 +118,11 @@ class Value:
         )
 
     def __repr__(self) -> builtins.str:
-        return f"Value({self.raw!r})"
+        return f"Value({self._raw!r})"
+
+
+#: What reading an absent field gives (reads with no session at all share it).
+ABSENT = Value(None)
 
 
 def encode(name: str, value: Any) -> Optional[bytes]:

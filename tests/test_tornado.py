@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import threading
 import time
+import weakref
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -250,6 +252,47 @@ def test_an_active_session_outlives_tornados_31_day_signature_limit(serve, store
     browser.get("/")
     browser.cookies["session-id"] = sign(session_id_of(browser), clock=lambda: time.time() - 40 * 86400)
     assert browser.get("/").text == "2"
+
+
+class KeepsItsSession(SessionHandler):
+    """``/keep``: reads the session and hands it (not itself) to code that outlives the request."""
+
+    kept: List[Any] = []
+    handlers: List[Any] = []
+
+    def get(self) -> None:
+        self.write(self.session.count.str or "nothing")
+        KeepsItsSession.kept.append(self.session)
+        KeepsItsSession.handlers.append(weakref.ref(self))
+
+
+def test_a_finished_requests_handler_is_freed_at_once_and_its_session_cannot_start_later(serve, store_url, store_client, prefix):
+    """The session refers to its handler weakly: the handler goes when the request ends (no cycle left
+    for the garbage collector), and a write that would need a new cookie then fails with a clear error."""
+    server = serve([("/keep", KeepsItsSession)], redis_session=app_settings(store_url, prefix))
+    gc.disable()
+    try:
+        assert server.browser().get("/keep").text == "nothing"
+        deadline = time.monotonic() + 5
+        while KeepsItsSession.handlers[-1]() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert KeepsItsSession.handlers[-1]() is None
+    finally:
+        gc.enable()
+    kept = KeepsItsSession.kept.pop()
+    with pytest.raises(RuntimeError, match="has finished"):
+        kept.count = 1
+    assert keys_under(store_client, prefix) == [] and kept.session_id is None
+
+
+@pytest.mark.parametrize("cookie_header", [None, "prefs=dark; _ga=GA1.2.3"], ids=["no Cookie header", "only other cookies"])
+def test_an_anonymous_read_creates_nothing_and_still_varies_on_cookie(serve, store_url, store_client, prefix, cookie_header):
+    """A visitor with no session cookie reads 'nothing': no key, no Set-Cookie, and the page says Vary: Cookie."""
+    server = serve(COUNTER_ROUTES, redis_session=app_settings(store_url, prefix))
+    response = server.browser().get("/read", headers={"Cookie": cookie_header} if cookie_header else {})
+    assert (response.status, response.text) == (200, "nothing")
+    assert session_cookies(response) == [] and keys_under(store_client, prefix) == []
+    assert "Cookie" in (response.header("Vary") or "")
 
 
 def test_session_responses_vary_on_cookie_and_cookie_setting_ones_are_private(serve, store_url, prefix):

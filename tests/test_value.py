@@ -6,8 +6,10 @@ bytes a write stores, so both are tested on their own.
 
 from __future__ import annotations
 
+import copy
 import enum
 import math
+import pickle
 
 import pytest
 
@@ -197,6 +199,22 @@ def test_values_with_the_same_bytes_are_equal():
     assert Value(None) == Value(None)
     assert hash(Value(b"bob")) == hash(Value(b"bob"))
     assert len({Value(b"bob"), Value(b"bob"), Value(None)}) == 2
+
+
+def test_a_value_is_read_only_so_a_set_holding_it_stays_sound():
+    """Assigning ``.raw`` raises: a Value records a reading, and its hash must not change under a set."""
+    value = Value(b"bob")
+    seen = {value}
+    with pytest.raises(AttributeError):
+        value.raw = b"alice"
+    assert value.raw == b"bob" and value in seen
+
+
+def test_a_value_survives_pickle_and_copy():
+    """A Value can be pickled or copied (a task queue, a cache) and comes back equal."""
+    value = Value(b"42")
+    assert pickle.loads(pickle.dumps(value)) == value and pickle.loads(pickle.dumps(value)).int == 42
+    assert copy.copy(value) == value and copy.deepcopy(Value(None)).none
 
 
 def test_values_with_different_bytes_are_not_equal():
