@@ -184,9 +184,8 @@ class _TornadoCookie(weakref.ref["_SessionGlue"]):
             settings.cookie_name, session_id, expires_days=None,
             max_age=settings.cookie_max_age_for_new_sessions, **settings.cookie_attributes()
         )
+        # A response that sets a session cookie must never be stored by a shared cache (see flush).
         handler._session_cookie_sent = True
-        # A response that sets a session cookie must never be stored by a shared cache.
-        handler.set_header("Cache-Control", "private, no-store")
 
     def expire(self) -> None:
         handler = self.handler
@@ -201,7 +200,6 @@ class _TornadoCookie(weakref.ref["_SessionGlue"]):
         if morsel is not None:
             morsel["max-age"] = "0"
         handler._session_cookie_sent = True
-        handler.set_header("Cache-Control", "private, no-store")
 
 
 class _WebSocketCookie(_TornadoCookie):
@@ -234,18 +232,10 @@ class _SessionGlue(_MixinBase):
         # sessions_for() without a call of its own: this runs on every request that touches the session
         resolved = getattr(application, _RESOLVED_ATTRIBUTE, None) or sessions_for(application)
         settings = resolved.settings
-        # Responses now depend on the session cookie: caches must key on it. add_header() when the
-        # application already set a Vary (it appends); otherwise a plain set is a third of the cost
-        # of add_header(), on every request that touches the session.
-        headers = self._headers
-        if "Vary" in headers:
-            self.add_header("Vary", "Cookie")
-        else:
-            headers["Vary"] = "Cookie"
         session_id = None
         request = self.request
-        # With no Cookie header at all (a first visit, most crawlers) there is nothing to parse:
-        # building request.cookies would be a sixth of what such a page costs the library.
+        # With no Cookie header at all (a first visit, most crawlers) there is nothing to parse,
+        # and request.cookies (a SimpleCookie, built on first use) need never be built.
         if "Cookie" in request.headers:
             # request.cookies once: get_cookie() would look the parsed cookies up three times
             morsel = request.cookies.get(settings.cookie_name)
@@ -254,25 +244,25 @@ class _SessionGlue(_MixinBase):
         sink = _WebSocketCookie if isinstance(self, tornado.websocket.WebSocketHandler) else _TornadoCookie
         return resolved, session_id, sink(self)
 
-    def clear(self) -> None:
-        """Reset the response as Tornado does, but keep it private if the session was used.
-
-        ``send_error()`` calls this: Tornado drops every header yet keeps pending cookies, so an
-        error page after a session write would carry the new session cookie without
-        ``Cache-Control: private``, and a shared cache could hand that cookie to other visitors.
-        """
-        super().clear()
-        if self._redis_session is None:  # also the case for the clear() call in RequestHandler.__init__
-            return
-        self.add_header("Vary", "Cookie")
-        if self._session_cookie_sent:
-            self.set_header("Cache-Control", "private, no-store")
-
     def flush(self, include_footers: bool = False) -> Future[None]:
-        """Send the headers; a response that sets or expires the session cookie stays private
-        even if the handler set ``Cache-Control: public`` after the session write."""
-        if self._session_cookie_sent:
-            self.set_header("Cache-Control", "private, no-store")
+        """Send the headers; a response that used the session says ``Vary: Cookie``, and one that
+        sets or expires the session cookie stays private.
+
+        Done here, where the headers leave, rather than when the session is first used: an error
+        page (``send_error()`` clears every header but keeps pending cookies) and a handler that
+        sets ``Cache-Control: public`` after the session write are both covered, with no
+        per-request cost of overriding ``clear()``.
+        """
+        if self._redis_session is not None:
+            headers = self._headers
+            # Caches must key on the session cookie. add_header() appends to a Vary the application
+            # set; otherwise a plain set is a third of the cost of add_header().
+            if "Vary" not in headers:
+                headers["Vary"] = "Cookie"
+            elif "cookie" not in headers["Vary"].lower():
+                self.add_header("Vary", "Cookie")
+            if self._session_cookie_sent:
+                headers["Cache-Control"] = "private, no-store"
         return super().flush(include_footers)
 
     def _session_id_from_cookie(self, settings: SessionSettings, raw: str) -> Optional[str]:
