@@ -167,7 +167,7 @@ class _TornadoCookie(weakref.ref["_SessionGlue"]):
     def can_issue(self) -> bool:
         """Asked before a session is created or given a new id: a request that has finished
         raises here, before Redis holds a key whose cookie could never be sent."""
-        return self.handler is not None
+        return self.handler is not None  # the handler property raises for a finished request
 
     @property
     def handler(self) -> _SessionGlue:
@@ -259,7 +259,7 @@ class _SessionGlue(_MixinBase):
             # set; otherwise a plain set is a third of the cost of add_header().
             if "Vary" not in headers:
                 headers["Vary"] = "Cookie"
-            elif "cookie" not in headers["Vary"].lower():
+            elif "cookie" not in {token.strip().lower() for token in headers["Vary"].split(",")}:
                 self.add_header("Vary", "Cookie")
             if self._session_cookie_sent:
                 headers["Cache-Control"] = "private, no-store"

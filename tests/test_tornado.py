@@ -311,7 +311,7 @@ def test_session_responses_vary_on_cookie_and_cookie_setting_ones_are_private(se
 
 class VaryFirst(SessionHandler):
     def get(self) -> None:
-        self.set_header("Vary", "Accept-Encoding")
+        self.set_header("Vary", self.get_argument("vary", "Accept-Encoding"))
         self.write(str(self.session.count.int))
 
 
@@ -320,6 +320,15 @@ def test_a_vary_header_the_application_set_is_kept_and_extended(serve, store_url
     server = serve([("/", VaryFirst)], redis_session=app_settings(store_url, prefix))
     varies = ",".join(server.browser().get("/").headers("Vary"))
     assert "Accept-Encoding" in varies and "Cookie" in varies
+
+
+@pytest.mark.parametrize("vary", ["X-Cookie-Consent", "Accept-Encoding, Cookie"])
+def test_vary_gets_the_cookie_token_exactly_once(serve, store_url, prefix, vary):
+    """A Vary naming a look-alike header still gets Cookie; one already naming Cookie is not repeated."""
+    server = serve([("/", VaryFirst)], redis_session=app_settings(store_url, prefix))
+    varies = ",".join(server.browser().get("/?vary=" + vary.replace(" ", "%20")).headers("Vary"))
+    tokens = [token.strip().lower() for token in varies.split(",")]
+    assert tokens.count("cookie") == 1 and vary.split(",")[0].lower() in tokens
 
 
 class PublicAfterWrite(SessionHandler):
