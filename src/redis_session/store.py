@@ -253,7 +253,7 @@ ASYNC_MAX_CONNECTIONS = 100
 BLOCKING_MAX_CONNECTIONS = 2**31
 
 
-def standalone_client(client_class: Any, pool_class: Any, settings: SessionSettings, **pool_options: Any) -> Any:
+def standalone_client(client_class: Any, pool_class: Any, retry_class: Any, settings: SessionSettings, **pool_options: Any) -> Any:
     """A client for one Redis server: bounded waits, no hidden retries.
 
     A blocking client gets redis-py's plain pool with no practical cap: a thread past redis-py's
@@ -267,7 +267,7 @@ def standalone_client(client_class: Any, pool_class: Any, settings: SessionSetti
             settings.redis_url,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_timeout,
-            retry=Retry(NoBackoff(), 0),
+            retry=retry_class(NoBackoff(), 0),
             health_check_interval=30,
             **pool_options,
         )
@@ -285,7 +285,7 @@ def make_client(settings: SessionSettings) -> Any:
         return memory_client(settings.redis_url)
     if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
         return nodes_client(parse_nodes_url(settings.redis_url), settings)
-    return standalone_client(redis.Redis, redis.ConnectionPool, settings, max_connections=BLOCKING_MAX_CONNECTIONS)
+    return standalone_client(redis.Redis, redis.ConnectionPool, Retry, settings, max_connections=BLOCKING_MAX_CONNECTIONS)
 
 
 _memory_servers: Dict[str, Any] = {}

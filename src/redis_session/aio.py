@@ -148,7 +148,7 @@ def make_async_client(settings: SessionSettings) -> Any:
     if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
         return async_nodes_client(parse_nodes_url(settings.redis_url), settings)
     return standalone_client(
-        redis.asyncio.Redis, redis.asyncio.BlockingConnectionPool, settings,
+        redis.asyncio.Redis, redis.asyncio.BlockingConnectionPool, Retry, settings,
         max_connections=ASYNC_MAX_CONNECTIONS, timeout=settings.redis_timeout,
     )
 
