@@ -488,16 +488,19 @@ class NullCookie:
     def expire(self) -> None:
         pass
 
+    def check_can_change(self, action: str, issuing: bool) -> None:
+        pass
+
 
 def measure_memory(redis_url: str, prefix: str, count: int) -> Dict[str, Any]:
     """Average MEMORY USAGE of sessions with 6 short fields, created through the library."""
     sys.path.insert(0, ROOT)
     from redis_session.session import Session
     from redis_session.settings import SessionSettings
-    from redis_session.store import connect
+    from redis_session.store import Store
 
     settings = SessionSettings.from_mapping({"redis": redis_url, "redis-prefix": prefix})
-    store = connect(settings)
+    store = Store.connect(settings)
     fields = {"a": "alice", "b": "bob", "c": "carol", "d": "dave", "e": "erin", "f": "frank"}
     keys = []
     for _ in range(count):

@@ -12,13 +12,13 @@ import tornado.web
 
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
-from redis_session.store import Store, StoreRegistry, connect
 from tests import redis_topologies
 from tests.integrations import INTEGRATIONS, IntegrationHarness
 from tests.redis_servers import RedisServer, unavailable
+from tests.support import COOKIE_SECRET, RecordingCookie, TestStores, app_settings
 from tests.web import LiveServer
 
-COOKIE_SECRET = "test-secret-" + "x" * 32
+__all__ = ["COOKIE_SECRET", "RecordingCookie", "app_settings"]
 
 # The spawned topologies behind the ``store_url`` params "cluster" and "sentinel": one of each for
 # the whole run, started by the first test that needs it (see tests/redis_topologies.py).
@@ -89,43 +89,12 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
-def close_store(store: Store) -> None:
-    """Close the store's client and, behind sentinels, the clients it keeps on the sentinels."""
-    client = store.client
-    pool = getattr(client, "connection_pool", None)
-    manager = getattr(pool, "sentinel_manager", None)
-    client.close()
-    for sentinel in getattr(manager, "sentinels", []):
-        sentinel.close()
-
-
 @pytest.fixture
-def registry() -> Iterator[StoreRegistry]:
-    """The test's own stores, built as the web glue builds them, closed when the test ends (a
-    sentinel or cluster client left to the garbage collector can drop a socket unclosed)."""
-    opened: List[Store] = []
-
-    def open_store(settings: SessionSettings) -> Store:
-        store = connect(settings)
-        opened.append(store)
-        return store
-
-    yield StoreRegistry(open_store)
-    for store in opened:
-        close_store(store)
-
-
-class RecordingCookie:
-    """A cookie sink that remembers what the session asked the web layer to do."""
-
-    def __init__(self) -> None:
-        self.events: List[tuple] = []
-
-    def issue(self, session_id: str) -> None:
-        self.events.append(("issue", session_id))
-
-    def expire(self) -> None:
-        self.events.append(("expire",))
+def registry() -> Iterator[TestStores]:
+    """The test's own stores, built as the web glue builds them, closed when the test ends."""
+    stores = TestStores()
+    yield stores
+    stores.close()
 
 
 @pytest.fixture
@@ -145,7 +114,7 @@ def integration(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_session(
-    make_settings: Callable[..., SessionSettings], registry: StoreRegistry, integration: str
+    make_settings: Callable[..., SessionSettings], registry: TestStores, integration: str
 ) -> Iterator[Callable[..., Any]]:
     """``make_session(session_id=None, cookie=None, **settings)``: a session on the test store,
     reached through the integration under test (same blocking API for all of them)."""
@@ -214,10 +183,3 @@ def serve() -> Iterator[Callable[..., LiveServer]]:
 def session_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="redis_session")
     return caplog
-
-
-def app_settings(store_url: str, prefix: str, **overrides: Any) -> Dict[str, Any]:
-    """The ``redis_session`` Application setting tests use: their store, their prefix, no Secure."""
-    values: Dict[str, Any] = {"redis": store_url, "redis-prefix": prefix, "cookie-secure": False}
-    values.update(overrides)
-    return values

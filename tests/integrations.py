@@ -24,7 +24,8 @@ import tornado.web
 
 from redis_session.aio import AsyncSession
 from redis_session.settings import SessionSettings
-from redis_session.store import Store, StoreRegistry
+from redis_session.store import Store
+from tests.support import TestStores
 
 COOKIE_SECRET = "integration-secret-" + "y" * 32
 INTEGRATIONS = ("direct", "tornado", "tornado-async", "flask")
@@ -320,7 +321,7 @@ RemoteSession._api = _session_api()  # type: ignore[attr-defined]
 class IntegrationHarness:
     """Builds (and caches) one app per integration and settings; hands out RemoteSessions."""
 
-    def __init__(self, integration: str, registry: StoreRegistry) -> None:
+    def __init__(self, integration: str, registry: TestStores) -> None:
         self.integration = integration
         self.registry = registry
         self.servers: List[Any] = []

@@ -7,10 +7,11 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from redis_session.addresses import NodesAddress, parse_nodes_url, split_url, store_url_problems
+from redis_session.addresses import NodesAddress, describe_url, parse_nodes_url, split_url, store_url_problems
 from redis_session.errors import ConfigurationError
 from redis_session.settings import SessionSettings
-from redis_session.store import Store, describe_url, memory_client
+from redis_session.store import Store
+from tests.support import memory_client
 
 SECRET = "hunter2"
 

@@ -22,10 +22,10 @@ import tornado.web
 
 from redis_session.errors import SessionLimitError
 from redis_session.settings import SessionSettings
-from redis_session.store import StoreRegistry
 from redis_session.tornado_session import AsyncSessionHandler, SessionHandler
 from tests.conftest import COOKIE_SECRET, app_settings
 from tests.redis_servers import RedisServer
+from tests.support import TestStores
 from tests.test_example import ASYNC_EXAMPLE, EXAMPLE_SECRET, RunningExample
 from tests.web import Browser, LiveServer, Response
 
@@ -127,7 +127,7 @@ def start(serve: Callable[..., LiveServer], store_url: str, prefix: str, cookie_
 
 
 @pytest.fixture
-def store(registry: StoreRegistry) -> Callable[[str], Any]:
+def store(registry: TestStores) -> Callable[[str], Any]:
     """``store(url)``: a raw client on the same store the app uses, to look at and damage it."""
     return lambda url: registry.store_for(SessionSettings(redis_url=url)).client
 

@@ -195,16 +195,15 @@ def test_the_async_example_counts(store, redis_server, prefix):
 
 
 def test_each_event_loop_gets_one_store_and_closed_loops_are_let_go(prefix):
-    """Within one loop every session of a store shares one AsyncStore; a new loop gets its own,
-    and the entries of closed loops are dropped."""
-    from redis_session.aio import AsyncStoreRegistry
+    """Within one loop every session of an application shares one AsyncStore; a new loop gets its
+    own, and the stores of closed loops are dropped."""
+    from redis_session.backend import SessionBackend
     from redis_session.settings import SessionSettings
 
-    registry = AsyncStoreRegistry()
-    settings = SessionSettings(redis_url=f"memory://{prefix}", prefix=prefix)
+    backend = SessionBackend(SessionSettings(redis_url=f"memory://{prefix}", prefix=prefix))
 
     async def stores_of_one_loop():
-        return registry.store_for(settings), registry.store_for(settings)
+        return backend.async_store, backend.async_store
 
     seen = []
     for _ in range(5):
@@ -212,26 +211,27 @@ def test_each_event_loop_gets_one_store_and_closed_loops_are_let_go(prefix):
         assert first is again
         seen.append(first)
     assert len({id(store) for store in seen}) == 5
-    assert len(registry._stores) == 1  # only the last loop's entry is left
+    assert len(backend._async_stores) == 1  # only the last loop's store is left
 
 
 def test_aclose_closes_the_running_loops_stores(redis_server, prefix):
-    """await registry.aclose() closes the loop's connection pools; a later session opens new ones and works."""
-    from redis_session.aio import AsyncSession, AsyncStoreRegistry
+    """await backend.aclose() closes the loop's connection pool; a later session opens a new one and works."""
+    from redis_session.aio import AsyncSession
+    from redis_session.backend import SessionBackend
     from redis_session.settings import SessionSettings
 
-    registry = AsyncStoreRegistry()
     settings = SessionSettings(redis_url=redis_server.url, prefix=prefix)
+    backend = SessionBackend(settings)
 
     async def scenario():
-        session = AsyncSession(registry.store_for(settings), settings, None, RecordingCookie())
+        session = AsyncSession(backend.async_store, settings, None, RecordingCookie())
         await session.set("note", "kept")
-        first = registry.store_for(settings)
-        await registry.aclose()
-        assert registry.store_for(settings) is not first
-        again = AsyncSession(registry.store_for(settings), settings, session.session_id, RecordingCookie())
+        first = backend.async_store
+        await backend.aclose()
+        assert backend.async_store is not first
+        again = AsyncSession(backend.async_store, settings, session.session_id, RecordingCookie())
         value = (await again.note).str
-        await registry.aclose()
+        await backend.aclose()
         return value
 
     assert asyncio.run(scenario()) == "kept"
@@ -251,18 +251,18 @@ class JitteryStore:
 
 def test_concurrent_writes_through_one_async_session_make_one_session(redis_server, prefix):
     """asyncio.gather of 20 set() calls on one new async session creates one session holding all 20 fields and sends one cookie."""
-    from redis_session.aio import AsyncSession, AsyncStoreRegistry
+    from redis_session.aio import AsyncSession, AsyncStore
     from redis_session.settings import SessionSettings
 
-    registry = AsyncStoreRegistry()
     settings = SessionSettings(redis_url=redis_server.url, prefix=prefix)
     cookie = RecordingCookie()
 
     async def scenario():
-        session = AsyncSession(JitteryStore(registry.store_for(settings)), settings, None, cookie)
+        store = AsyncStore.connect(settings)
+        session = AsyncSession(JitteryStore(store), settings, None, cookie)
         await asyncio.gather(*(session.set(f"f{index}", index) for index in range(20)))
         fields = await session.load()
-        await registry.aclose()
+        await store.aclose()
         return session.session_id, fields
 
     session_id, fields = asyncio.run(scenario())
@@ -300,7 +300,7 @@ def test_a_connection_closed_under_an_async_read_is_a_dropped_connection(failure
     connection: an idempotent call is sent once more, and a second failure is SessionUnavailableError (a 503)."""
     from redis_session.aio import AsyncStore
     from redis_session.errors import SessionUnavailableError
-    from redis_session.store import Call
+    from redis_session.protocol import Call
 
     client = FlakyScripts(failures, [1, [b"kept"]])
     store = AsyncStore("redis://example:6379/0", client)
@@ -317,7 +317,7 @@ def test_a_connection_closed_under_an_async_incr_is_not_sent_again():
     """The same failure during incr (not idempotent) is SessionUnavailableError at once, never a second send."""
     from redis_session.aio import AsyncStore
     from redis_session.errors import SessionUnavailableError
-    from redis_session.store import Call
+    from redis_session.protocol import Call
 
     client = FlakyScripts(1, [1, 5])
     store = AsyncStore("redis://example:6379/0", client)

@@ -22,10 +22,9 @@ from itsdangerous import TimestampSigner
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from redis_session import SessionAdmin, SessionSettings
-from redis_session import flask_session as flask_glue
 from redis_session.errors import ConfigurationError, SessionUnavailableError
 from redis_session.flask_session import RedisSession, session_admin, setup_session
-from redis_session.store import StoreRegistry, connect
+from redis_session.store import Store
 from redis_session.tornado_session import SessionHandler
 from tests.conftest import app_settings
 from tests.redis_servers import RedisServer, free_port
@@ -429,13 +428,15 @@ def test_a_store_that_failed_to_build_is_built_by_the_next_request(prefix, monke
     next request builds it again instead of reusing the failure, and the app recovers."""
     attempts: List[str] = []
 
+    connect = Store.connect
+
     def flaky_connect(settings: SessionSettings) -> Any:
         attempts.append(settings.redis_url)
         if len(attempts) == 1:
             raise SessionUnavailableError(settings.redis_url, ConnectionError("connection refused"))
         return connect(settings)
 
-    monkeypatch.setattr(flask_glue, "stores", StoreRegistry(flaky_connect))
+    monkeypatch.setattr(Store, "connect", flaky_connect)
     app = counter_app(f"memory://{prefix}", prefix)
     assert attempts == []
     client = app.test_client()

@@ -22,15 +22,15 @@ from redis_session import SessionAdmin
 from redis_session.admin import session_handle
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
-from redis_session.store import StoreRegistry
 from tests.conftest import RecordingCookie
 from tests.redis_servers import RedisServer
+from tests.support import TestStores
 
 CREATED = "__rs:created"
 
 
 @pytest.fixture
-def redis_client(make_settings: Callable[..., SessionSettings], registry: StoreRegistry) -> Any:
+def redis_client(make_settings: Callable[..., SessionSettings], registry: TestStores) -> Any:
     """The raw client on the test's store, to look at (and age) what the sessions wrote."""
     return registry.store_for(make_settings()).client
 

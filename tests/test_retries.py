@@ -15,9 +15,9 @@ import pytest
 from redis_session.errors import SessionUnavailableError
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
-from redis_session.store import StoreRegistry
 from tests.conftest import RecordingCookie
 from tests.redis_servers import RedisServer, ReplyDroppingProxy
+from tests.support import TestStores
 
 pytestmark = pytest.mark.redis_server
 
@@ -30,7 +30,7 @@ def proxy(redis_server: RedisServer) -> Iterator[ReplyDroppingProxy]:
 
 
 @pytest.fixture
-def session(proxy: ReplyDroppingProxy, registry: StoreRegistry, prefix: str) -> Session:
+def session(proxy: ReplyDroppingProxy, registry: TestStores, prefix: str) -> Session:
     """A session through the proxy, already created, its connection open and every script it
     uses loaded (so the next command sent is the operation itself, not SCRIPT LOAD)."""
     settings = SessionSettings(redis_url=proxy.url, prefix=prefix)

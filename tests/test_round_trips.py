@@ -15,10 +15,9 @@ import redis.connection
 from redis_session import SessionAdmin
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
-from redis_session.store import StoreRegistry
-from redis_session.tornado_session import SessionHandler, sessions_for
-from tests.conftest import RecordingCookie, app_settings
+from redis_session.tornado_session import SessionHandler, backend_for
 from tests.redis_servers import RedisServer
+from tests.support import RecordingCookie, TestStores, app_settings
 
 pytestmark = pytest.mark.redis_server
 
@@ -38,7 +37,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> List[int]:
 
 
 @pytest.fixture
-def new_session(redis_server: RedisServer, registry: StoreRegistry, prefix: str) -> Iterator[Callable[..., Session]]:
+def new_session(redis_server: RedisServer, registry: TestStores, prefix: str) -> Iterator[Callable[..., Session]]:
     """``new_session(session_id=None, **settings)`` on the real server, with every script already
     loaded (a script's first use costs two extra round trips once per process, not per call)."""
     def make(session_id: Any = None, **changes: Any) -> Session:
@@ -122,7 +121,8 @@ def test_each_operation_is_one_round_trip_with_its_ttl_refresh(new_session, roun
 
 def test_binding_and_listing_users_cost_what_the_readme_says(new_session, round_trips, registry, prefix, redis_server):
     """bind_user is 4 round trips on a first visit, 5 from an anonymous session, 6 when the user
-    has other sessions; destroy of a bound session 2; the admin listing 3."""
+    has other sessions; destroy of a bound session 2; the admin listing 3; revoking a user's
+    sessions 2, and 1 more per session it ends."""
     assert cost(round_trips, lambda: new_session().bind_user("alice")) == 4
     anonymous = new_session()
     anonymous.cart = "3 items"
@@ -131,10 +131,10 @@ def test_binding_and_listing_users_cost_what_the_readme_says(new_session, round_
     another.cart = "1 item"
     assert cost(round_trips, lambda: another.bind_user("alice")) == 6
     assert cost(round_trips, another.destroy) == 2
-    settings = SessionSettings(redis_url=redis_server.url, prefix=prefix)
+    settings = SessionSettings(redis_url=redis_server.url, prefix=prefix, expire=600)  # the sessions' store
     admin = SessionAdmin(settings, registry.store_for(settings))
     assert cost(round_trips, lambda: admin.sessions_for_user("alice")) == 3
-    assert cost(round_trips, lambda: admin.revoke_user("alice")) == 3 + 1  # one session ended
+    assert cost(round_trips, lambda: admin.revoke_user("alice")) == 2 + 1  # one session ended
 
 
 class Counter(SessionHandler):
@@ -144,13 +144,14 @@ class Counter(SessionHandler):
         self.write(str(count + 1))
 
 
-def test_applications_on_one_store_share_one_client_and_open_no_connection_per_request(serve, redis_server, prefix):
-    """Two Applications on the same Redis URL share one store (one connection pool), and 50 requests open no new connection."""
+def test_an_application_keeps_one_client_and_opens_no_connection_per_request(serve, redis_server, prefix):
+    """Each Application keeps one store (one client, one connection pool) for all its requests,
+    and 50 requests open no new connection."""
     first = serve([("/", Counter)], redis_session=app_settings(redis_server.url, prefix))
     second = serve([("/", Counter)], redis_session=app_settings(redis_server.url, prefix + "b"))
     browsers = [first.browser(), second.browser()]
     assert [browser.get("/").text for browser in browsers] == ["1", "1"]
-    assert sessions_for(first.application).store is sessions_for(second.application).store
+    stores = [backend_for(first.application).store, backend_for(second.application).store]
     client = redis_server.client()
     opened = client.info("stats")["total_connections_received"]
 
@@ -159,4 +160,5 @@ def test_applications_on_one_store_share_one_client_and_open_no_connection_per_r
 
     # the one connection this check itself opened is all that is new
     assert client.info("stats")["total_connections_received"] == opened
+    assert stores == [backend_for(first.application).store, backend_for(second.application).store]
     client.close()

@@ -21,14 +21,14 @@ import pytest
 from redis_session import Value
 from redis_session.errors import RedisSessionError, SessionLimitError, SessionValueError
 from redis_session.settings import SessionSettings
-from redis_session.store import StoreRegistry
 from tests.conftest import RecordingCookie
+from tests.support import TestStores
 
 CREATED = "__rs:created"
 
 
 @pytest.fixture
-def redis_client(make_settings: Callable[..., SessionSettings], registry: StoreRegistry) -> Any:
+def redis_client(make_settings: Callable[..., SessionSettings], registry: TestStores) -> Any:
     """The raw client on the test's store, to look at (and tamper with) what sessions wrote."""
     return registry.store_for(make_settings()).client
 

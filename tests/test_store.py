@@ -1,4 +1,4 @@
-"""The store side of the settings: which connection a ``SessionSettings`` gets, and key names.
+"""The store side of the settings: which connection an application gets, and key names.
 
 Only ``memory://`` stores are used (in-process fakeredis servers), so nothing touches a network
 (clients for ``redis://`` URLs are built but never connect); each test names its own in-memory
@@ -17,21 +17,13 @@ import redis.sentinel
 
 import redis_session.store as store_module
 from redis_session import SessionSettings
+from redis_session.addresses import describe_url
+from redis_session.backend import SessionBackend
 from redis_session.errors import ConfigurationError, SessionUnavailableError
-from redis_session.replication import WaitPolicy
+from redis_session.protocol import session_key
 from redis_session.session import Session
-from redis_session.store import Store, StoreRegistry, describe_url, session_key
-from tests.conftest import RecordingCookie
-
-
-class Cookie:
-    """A cookie sink that ignores what the session asks for (these tests look at Redis)."""
-
-    def issue(self, session_id):
-        pass
-
-    def expire(self):
-        pass
+from redis_session.store import Store, WaitPolicy
+from tests.support import RecordingCookie
 
 
 @pytest.fixture
@@ -44,43 +36,28 @@ def settings_for(url: str, **changes) -> SessionSettings:
     return SessionSettings.from_mapping({"redis": url, **changes})
 
 
-def test_same_url_and_timeout_share_one_store(name):
-    """Every session on one URL and timeout uses one Store (one client, one connection pool)."""
-    registry = StoreRegistry()
-    first = registry.store_for(settings_for(f"memory://{name}"))
-    again = registry.store_for(settings_for(f"memory://{name}", redis_prefix="other-app", expire=60))
-    assert isinstance(first, Store)
-    assert again is first
+def test_every_request_of_an_application_shares_one_store(name):
+    """Every session of one application uses one Store (one client, one connection pool), built
+    on first use."""
+    backend = SessionBackend(settings_for(f"memory://{name}"))
+    first = backend.store
+    assert isinstance(first, Store) and backend.store is first
 
 
-def test_another_url_gets_another_store(name):
-    """A different store URL gets its own Store."""
-    registry = StoreRegistry()
-    a = registry.store_for(settings_for(f"memory://{name}-a"))
-    b = registry.store_for(settings_for(f"memory://{name}-b"))
-    assert a is not b
-    assert (a.url, b.url) == (f"memory://{name}-a", f"memory://{name}-b")
-
-
-def test_another_timeout_gets_another_store(name):
-    """The same URL with a different Redis timeout gets its own Store (timeouts live on the client)."""
-    registry = StoreRegistry()
-    quick = registry.store_for(settings_for(f"memory://{name}", redis_timeout=0.5))
-    patient = registry.store_for(settings_for(f"memory://{name}", redis_timeout=5))
-    assert quick is not patient
-
-
-def test_registries_do_not_share_stores(name):
-    """Each StoreRegistry keeps its own Stores."""
+def test_each_application_has_a_store_of_its_own(name):
+    """Two applications on one URL each own their store: closing one leaves the other working."""
     settings = settings_for(f"memory://{name}")
-    assert StoreRegistry().store_for(settings) is not StoreRegistry().store_for(settings)
+    one, two = SessionBackend(settings), SessionBackend(settings)
+    assert one.store is not two.store
+    one.store.client.hset("redis:sessions:abc", "user", "alice")
+    one.close()
+    assert two.store.client.hget("redis:sessions:abc", "user") == b"alice"
 
 
 def test_memory_stores_with_different_names_hold_separate_data(name):
     """``memory://a`` and ``memory://b`` are two separate in-process servers."""
-    registry = StoreRegistry()
-    a = registry.store_for(settings_for(f"memory://{name}-a"))
-    b = registry.store_for(settings_for(f"memory://{name}-b"))
+    a = Store.connect(settings_for(f"memory://{name}-a"))
+    b = Store.connect(settings_for(f"memory://{name}-b"))
     a.client.hset("redis:sessions:abc", "user", "alice")
     assert b.client.hget("redis:sessions:abc", "user") is None
     assert a.client.hget("redis:sessions:abc", "user") == b"alice"
@@ -89,8 +66,8 @@ def test_memory_stores_with_different_names_hold_separate_data(name):
 def test_clients_on_the_same_memory_name_share_data(name):
     """Two clients on ``memory://same`` see the same data, like two apps on one Redis."""
     settings = settings_for(f"memory://{name}")
-    one = StoreRegistry().store_for(settings)
-    two = StoreRegistry().store_for(settings)
+    one = Store.connect(settings)
+    two = Store.connect(settings)
     assert one.client is not two.client
     one.client.hset("redis:sessions:abc", "user", "alice")
     assert two.client.hget("redis:sessions:abc", "user") == b"alice"
@@ -121,7 +98,7 @@ def test_describe_url_hides_the_password(url, shown):
 
 def test_a_store_is_named_without_its_password(name):
     """A Store's name, used in 503 log lines, carries no password."""
-    client = StoreRegistry().store_for(settings_for(f"memory://{name}")).client
+    client = Store.connect(settings_for(f"memory://{name}")).client
     store = Store("redis://:secret@host:1234/0", client)
     assert store.name == "redis://host:1234/0"
 
@@ -149,20 +126,10 @@ def test_describe_url_names_every_host_of_a_multi_host_url(url, shown):
 def test_the_wait_policy_comes_from_the_settings():
     """A store built from settings waits for the replicas they name (the client connects lazily:
     nothing touches the network here)."""
-    store = StoreRegistry().store_for(settings_for("redis://127.0.0.1:1/0", redis_wait_replicas=2,
-                                                   redis_wait_timeout=0.25))
-    assert store.wait == WaitPolicy(2, 0.25)
-    assert store.wait.command() == ("WAIT", 2, 250)
-    assert StoreRegistry().store_for(settings_for("redis://127.0.0.1:1/0")).wait == WaitPolicy(0, 1.0)
-
-
-def test_another_wait_policy_gets_another_store():
-    """Two apps on one URL that wait for different replicas do not share a store."""
-    registry = StoreRegistry()
-    plain = registry.store_for(settings_for("redis://127.0.0.1:1/0"))
-    waiting = registry.store_for(settings_for("redis://127.0.0.1:1/0", redis_wait_replicas=1))
-    assert waiting is not plain
-    assert registry.store_for(settings_for("redis://127.0.0.1:1/0", redis_wait_replicas="1")) is waiting
+    store = Store.connect(settings_for("redis://127.0.0.1:1/0", redis_wait_replicas=2, redis_wait_timeout=0.25))
+    assert store.rules.wait == WaitPolicy(2, 0.25)
+    assert store.rules.wait.command() == ("WAIT", 2, 250)
+    assert Store.connect(settings_for("redis://127.0.0.1:1/0")).rules.wait == WaitPolicy(0, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -215,7 +182,7 @@ class CountingPool:
 
 def sentinel_like_store(name, answer):
     """A memory store whose client looks like redis-py's sentinel client to the Store."""
-    client = StoreRegistry().store_for(settings_for(f"memory://{name}")).client
+    client = Store.connect(settings_for(f"memory://{name}")).client
     pool = CountingPool(answer)
     client.connection_pool.get_master_address = pool.get_master_address
     return Store("redis+sentinel://s1:26379,s2:26379/mymaster", client), pool
@@ -225,7 +192,7 @@ def test_a_sentinel_store_asks_for_the_master_at_most_once_a_second(name):
     """Behind sentinels, many session calls in a second cost one question to the sentinels."""
     store, pool = sentinel_like_store(name, ("127.0.0.1", 6380))
     settings = settings_for(f"memory://{name}")
-    session = Session(store, settings, None, Cookie())
+    session = Session(store, settings, None, RecordingCookie())
     session.set("name", "alice")
     for _ in range(20):
         assert session.get("name").str == "alice"
@@ -236,16 +203,17 @@ def test_sentinels_that_do_not_answer_do_not_fail_a_request(name, monkeypatch):
     """When no sentinel answers the master check, the call still goes to the master it knows."""
     monkeypatch.setattr(store_module, "MASTER_CHECK_SECONDS", 0.0)  # check before every call
     store, pool = sentinel_like_store(name, redis.sentinel.MasterNotFoundError("no master for 'mymaster'"))
-    session = Session(store, settings_for(f"memory://{name}"), None, Cookie())
+    session = Session(store, settings_for(f"memory://{name}"), None, RecordingCookie())
     session.set("name", "alice")
     assert session.get("name").str == "alice" and pool.asked == 2
 
 
 def test_other_stores_never_ask_for_a_master(name):
     """Only sentinel stores check for a failover; others pay nothing for it."""
-    store = StoreRegistry().store_for(settings_for(f"memory://{name}"))
-    store.follow_master_when_due()  # a no-op: nothing to ask
-    Session(store, settings_for(f"memory://{name}"), None, Cookie()).set("name", "alice")
+    store = Store.connect(settings_for(f"memory://{name}"))
+    assert store.rules.sentinel_pool is None
+    assert not store.rules.master_check_due()
+    Session(store, settings_for(f"memory://{name}"), None, RecordingCookie()).set("name", "alice")
 
 
 def test_a_burst_of_blocking_threads_never_runs_out_of_connections(own_redis_server, prefix):
@@ -253,7 +221,7 @@ def test_a_burst_of_blocking_threads_never_runs_out_of_connections(own_redis_ser
     connection: with Redis frozen every one of them ends on the timeout, none with redis-py's
     "Too many connections" (its default pool stops at 100)."""
     settings = SessionSettings.from_mapping({"redis": own_redis_server.url, "redis-prefix": prefix, "redis-timeout": 1.0})
-    store = StoreRegistry().store_for(settings)
+    store = Store.connect(settings)
     store.client.ping()
     barrier = threading.Barrier(150)
     errors: List[str] = []

@@ -21,10 +21,10 @@ import tornado.websocket
 from tornado.options import options
 
 from redis_session.errors import ConfigurationError, RedisSessionError
-from redis_session.store import memory_client
 from redis_session.tornado_session import AsyncSessionHandler, SessionHandler, SessionMixin, resolve_settings
 from tests.conftest import COOKIE_SECRET, app_settings
 from tests.redis_servers import RedisServer, free_port
+from tests.support import memory_client
 from tests.web import Browser, Response
 
 # -- the handlers the tests serve ---------------------------------------------------------------

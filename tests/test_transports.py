@@ -15,10 +15,10 @@ import redis
 
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
-from redis_session.store import StoreRegistry
 from redis_session.tornado_session import AsyncSessionHandler
 from tests.conftest import RecordingCookie, app_settings
 from tests.redis_servers import RedisServer, free_port, unavailable
+from tests.support import TestStores
 from tests.test_smoke import Counter
 
 pytestmark = pytest.mark.redis_server
@@ -84,7 +84,7 @@ def transport_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     server.cleanup()
 
 
-def test_sessions_work_over_the_transport(transport_server, registry: StoreRegistry, prefix):
+def test_sessions_work_over_the_transport(transport_server, registry: TestStores, prefix):
     """A session written and read through unix:// or rediss:// lands in that server, with its TTL."""
     settings = SessionSettings.from_mapping({"redis": transport_server.url, "redis-prefix": prefix})
     session = Session(registry.store_for(settings), settings, None, RecordingCookie())

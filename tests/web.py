@@ -16,7 +16,7 @@ import tornado.httpserver
 import tornado.ioloop
 import tornado.web
 
-from redis_session.aio import async_stores
+from redis_session.tornado_session import close_session_stores
 from tests.redis_servers import free_port
 
 
@@ -117,7 +117,7 @@ class LiveServer:
         loop.run_forever()
         self._server.stop() if self._server else None
         # the connection pools the async sessions opened on this loop die with it: close them
-        loop.run_until_complete(async_stores.aclose())
+        loop.run_until_complete(close_session_stores(self.application))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 

@@ -5,7 +5,8 @@ This module re-exports the framework-free API only; it imports neither Tornado n
 
 from __future__ import annotations
 
-from .admin import SessionAdmin, SessionInfo
+from .admin import AsyncSessionAdmin, SessionAdmin, SessionInfo
+from .aio import AsyncSession, AsyncStore
 from .errors import (
     ConfigurationError,
     RedisSessionError,
@@ -16,21 +17,26 @@ from .errors import (
 )
 from .session import Session
 from .settings import SessionSettings
+from .store import Store
 from .value import Value
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 __all__ = [
+    "AsyncSession",
+    "AsyncSessionAdmin",
+    "AsyncStore",
     "ConfigurationError",
     "RedisSessionError",
+    "Session",
     "SessionAdmin",
     "SessionInfo",
-    "Session",
     "SessionLimitError",
     "SessionSettings",
     "SessionTypeError",
     "SessionUnavailableError",
     "SessionValueError",
+    "Store",
     "Value",
     "__version__",
 ]

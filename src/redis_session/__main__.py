@@ -1,326 +1,142 @@
 """``python -m redis_session`` (also ``redis-session``): look after the sessions of a store.
 
-Reads the same ``--session-*`` flags (``--session-redis=URL`` or ``--session-redis URL``,
+A thin shell: it parses the command line, calls :mod:`redis_session.inventory` and
+:mod:`redis_session.admin`, and prints for humans (aligned columns, ISO 8601 times, TTLs as
+durations) or, with ``--json``, for programs (errors too). Sessions are named by their public
+handle, never by id.
+
+It reads the same ``--session-*`` flags (``--session-redis=URL`` or ``--session-redis URL``,
 anywhere on the line) and tornado config file as the application, so it sees the same store and
 prefix. ``--json`` goes before or after the command.
 
-Exit codes, for scripts (the README has the table): 0 done; 1 no such session (nothing, or not a
-session hash, at the id's key); 2 usage error (including ``purge`` without ``--yes``); 3 store
-unavailable (refused, timed out, failing over); 4 configuration error (a bad flag, config file or
-store URL, or a store that refuses the configuration: wrong password, no such database, not a
-cluster); 5 unexpected error (a bug: the traceback is printed); 130 interrupted. Failures other
-than 5 print one message on stderr, never a traceback.
+Exit codes, for scripts: 0 done; 1 no such session; 2 usage error (including ``purge`` without
+``--yes``); 3 store unavailable (refused, timed out, failing over); 4 configuration error (a bad
+flag, config file or store URL, or a store that refuses the configuration: wrong password, no
+such database, not a cluster); 5 unexpected error (a bug: the traceback is printed); 130
+interrupted. Failures other than 5 print one message, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
-import os
-import statistics
 import sys
-import time
 import traceback
-from typing import Any, Dict, List, Optional, Sequence, Set, TextIO, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple, Type
 
 import redis
 
+from .addresses import describe_url
 from .admin import SessionAdmin
+from .command_line import (
+    EXIT_CONFIGURATION,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CommandError,
+    build_parser,
+    load_settings,
+    split_arguments,
+)
 from .errors import ConfigurationError, SessionUnavailableError
-from .settings import SETTINGS_BY_NAME, SessionSettings, normalise_name
-from .store import STORE_ERRORS, Store, connect, describe_url, user_index_key
-from .user_index import PENDING_PREFIX
+from .inventory import Inventory, OnPage, SessionRow
+from .settings import SessionSettings
+from .store import STORE_ERRORS, Store
 
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_CONFIGURATION, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
-EXIT_INTERRUPTED = 130
-#: Keys asked for per SCAN call; each page of sessions is then read in one pipelined round trip.
-SCAN_COUNT = 1000
-COMMANDS = ("stats", "list", "show", "delete", "revoke-user", "purge")
-#: Commands whose one argument is an id, which may start with "-" (token_urlsafe ids do, 1 in 64).
-ID_COMMANDS = ("show", "delete", "revoke-user")
 #: What using a store can raise; connecting can also raise a ConfigurationError (a URL redis-py refuses).
 STORE_FAILURES: Tuple[Type[Exception], ...] = (SessionUnavailableError, *STORE_ERRORS)
 CONNECT_FAILURES: Tuple[Type[Exception], ...] = (ConfigurationError, *STORE_FAILURES)
-BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
-EPILOG = """exit codes: 0 done, 1 no such session, 2 usage error, 3 store unavailable,
-4 configuration error, 5 unexpected error (a bug), 130 interrupted"""
+#: Seconds between two redraws of a progress line.
+PROGRESS_INTERVAL = 0.1
 
 
-class CommandError(Exception):
-    """A failure the command reports in one line and the exit code it ends with."""
+@contextlib.contextmanager
+def progress(stream: TextIO, label: str) -> Iterator[OnPage]:
+    """An ``on_page`` callback that counts on ``stream`` with tqdm, when tqdm is installed (the
+    ``cli`` extra) and ``stream`` is a terminal; otherwise one that shows nothing."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None or not (callable(isatty) and isatty()):
+        yield lambda count, detail: None
+        return
+    bar = tqdm(desc=label, file=stream, mininterval=PROGRESS_INTERVAL, bar_format="{desc}: {n}{postfix} [{elapsed}]")
 
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def build_parser() -> argparse.ArgumentParser:
-    # --json on the main parser and on every command: accepted before or after the command.
-    # SUPPRESS keeps a command's parser from resetting a --json given before the command (so no
-    # set_defaults: the parsers share this one action, and it would change the default of all).
-    json_option = argparse.ArgumentParser(add_help=False)
-    json_option.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                             help="print JSON instead of text (before or after the command)")
-    parser = argparse.ArgumentParser(
-        prog="redis-session", parents=[json_option], epilog=EPILOG,
-        description="Inspect and end redis_session sessions. Any --session-* flag of the application "
-                    "(e.g. --session-redis=redis://host:6379/0 --session-redis-prefix=app) applies.",
-    )
-    parser.add_argument("--config", metavar="FILE", help="a tornado config file (as the app's parse_config_file)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=text, description=text, parents=[json_option], epilog=EPILOG)
-
-    command("stats", "sessions, memory, TTL spread, per-user counts")
-    command("list", "list sessions (all, or one user's)").add_argument(
-        "--user", metavar="ID", help="only the sessions bound to this user")
-    command("show", "print one session's fields").add_argument("session_id", metavar="ID")
-    command("delete", "end one session").add_argument("session_id", metavar="ID")
-    command("revoke-user", "end every session of a user").add_argument("user_id", metavar="ID")
-    command("purge", "delete every session and user index under the prefix").add_argument(
-        "--yes", action="store_true", help="really delete them")
-    return parser
-
-
-def split_arguments(arguments: Sequence[str]) -> Tuple[Dict[str, str], List[str]]:
-    """Take the application's ``--session-*`` flags (anywhere, ``--name=value`` or ``--name
-    value``) out of ``arguments``: ``({setting name: value}, the command's own arguments)``.
-
-    :raises CommandError: for an unknown ``--session-*`` flag or one without its value (usage).
-    """
-    flags: Dict[str, str] = {}
-    rest: List[str] = []
-    position = 0
-    while position < len(arguments):
-        argument = arguments[position]
-        position += 1
-        if argument == "--":
-            rest.extend(arguments[position - 1:])
-            break
-        if not argument.startswith(("--session-", "--session_")):  # tornado takes either spelling
-            rest.append(argument)
-            continue
-        flag, has_value, value = argument.partition("=")
-        setting = SETTINGS_BY_NAME.get(normalise_name(flag[len("--session-"):]))
-        if setting is None:
-            known = ", ".join(f"--session-{name}" for name in SETTINGS_BY_NAME)
-            raise CommandError(EXIT_USAGE, f"unknown flag {flag} (known: {known})")
-        if not has_value:
-            if setting.type is bool:
-                value = "true"  # a bare boolean flag, as tornado reads it, unless a value follows
-                if position < len(arguments) and arguments[position].lower() in BOOLEAN_WORDS:
-                    value = arguments[position]
-                    position += 1
-            elif position < len(arguments):
-                value = arguments[position]
-                position += 1
-            else:
-                raise CommandError(EXIT_USAGE, f"{flag} needs a value: {flag}=VALUE")
-        flags[setting.name] = value
-    return flags, ids_as_positionals(rest)
-
-
-def ids_as_positionals(rest: List[str]) -> List[str]:
-    """Put ``--`` before the id of ``show``/``delete``/``revoke-user`` (after their own options),
-    so argparse does not read an id such as ``-x3F...`` as an option."""
-    position = 0
-    while position < len(rest):
-        if rest[position] == "--config":
-            position += 2
-            continue
-        if rest[position] in COMMANDS:
-            break
-        position += 1
-    if position >= len(rest) or rest[position] not in ID_COMMANDS or "--" in rest:
-        return rest
-    tail = rest[position + 1:]
-    options = [argument for argument in tail if argument in ("--json", "-h", "--help")]
-    others = [argument for argument in tail if argument not in options]
-    return [*rest[:position + 1], *options, "--", *others]
-
-
-def load_settings(flags: Dict[str, str], config_file: Optional[str]) -> SessionSettings:
-    """The application's settings: defaults, then the config file, then the command line.
-
-    :raises CommandError: naming every flag or config file value that is wrong, or the config
-        file line that failed.
-    """
-    values: Dict[str, Any] = read_config_file(config_file) if config_file else {}
-    values.update(flags)
-
-    def describe(name: str) -> str:
-        if name in flags or not config_file:
-            return f"--session-{name}"
-        return f"session_{name.replace('-', '_')} in {config_file}"
+    def on_page(count: int, detail: str) -> None:
+        bar.set_postfix_str(detail.strip(), refresh=False)
+        bar.update(count)
 
     try:
-        return SessionSettings.from_mapping(values, describe)
-    except ConfigurationError as error:
-        raise CommandError(EXIT_CONFIGURATION, str(error)) from None
+        yield on_page
+    finally:
+        bar.set_postfix_str("done", refresh=False)
+        bar.close()
 
 
-def read_config_file(path: str) -> Dict[str, Any]:
-    """The ``session_*`` values a tornado config file sets, read as tornado's
-    ``parse_config_file`` reads it: the file is Python, run with ``__file__`` set; names it sets
-    that are not session settings belong to the application and are ignored. The values then go
-    through the same checks as flags, so a bad one is reported by name (tornado's own parser
-    would say only "invalid literal for int()").
-    """
-    try:
-        with open(path, "rb") as file:
-            source = file.read()
-    except OSError as error:
-        raise CommandError(EXIT_CONFIGURATION, f"--config {path}: {error.strerror or error}") from None
-    namespace: Dict[str, Any] = {"__file__": os.path.abspath(path)}
-    try:
-        exec(compile(source, path, "exec"), namespace, namespace)
-    except SyntaxError as error:
-        raise CommandError(EXIT_CONFIGURATION, f"{path}, line {error.lineno}: {error.msg}") from None
-    except Exception as error:  # noqa: BLE001 - the file is the user's code: it may raise anything
-        lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == path]
-        where = f", line {lines[-1]}" if lines else ""
-        raise CommandError(EXIT_CONFIGURATION, f"{path}{where}: {type(error).__name__}: {error}") from None
-    values: Dict[str, Any] = {}
-    for name, value in namespace.items():
-        flag = normalise_name(name)
-        if flag.startswith("session-") and flag[len("session-"):] in SETTINGS_BY_NAME:
-            values[flag[len("session-"):]] = value
-    return values
+def iso_time(timestamp: Optional[float]) -> Optional[str]:
+    """A Unix time as ISO 8601 in UTC, to the second."""
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(int(timestamp), datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class Progress:
-    """A one-line counter on ``stream``, only when it is a terminal (never in pipes or logs),
-    redrawn at most every :attr:`interval` seconds."""
-
-    interval = 0.1
-
-    def __init__(self, stream: TextIO, label: str) -> None:
-        self.stream = stream
-        self.label = label
-        isatty = getattr(stream, "isatty", None)
-        self.enabled = bool(isatty()) if callable(isatty) else False
-        self.count = 0
-        self.shown_at = -float("inf")
-        self.width = 0
-
-    def add(self, count: int, detail: str = "") -> None:
-        self.count += count
-        if self.enabled and time.monotonic() - self.shown_at >= self.interval:
-            self._show(f"{self.label}: {self.count}{detail}")
-            self.shown_at = time.monotonic()
-
-    def finish(self, detail: str = "") -> None:
-        if self.enabled and self.count:
-            self._show(f"{self.label}: {self.count} done{detail}")
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def _show(self, text: str) -> None:
-        self.stream.write("\r" + text.ljust(self.width))
-        self.stream.flush()
-        self.width = len(text)
+def duration(seconds: int) -> str:
+    """``90061`` -> ``1d 1h 1m 1s``; a TTL of -1 (no expiry) -> ``never``."""
+    if seconds < 0:
+        return "never"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return " ".join(parts)
 
 
-def primary_detail(number: int, count: int) -> str:
-    return f" (primary {number}/{count})" if count > 1 else ""
+def table(rows: List[List[str]]) -> str:
+    """Rows as columns aligned on their widest cell."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in rows)
 
 
-def nearest_rank(ordered: List[int], fraction: float) -> int:
-    """The nearest-rank percentile of sorted values: the smallest value with at least
-    ``fraction`` of all values at or below it (p90 of [100, 200] is 200)."""
-    rank = -(-len(ordered) * round(fraction * 100) // 100)  # ceil without float error
-    return ordered[max(rank, 1) - 1]
+def stats_text(stats: Dict[str, Any]) -> str:
+    spread = stats["ttl_seconds"]
+    text = table([
+        ["store", stats["store"]], ["prefix", stats["prefix"]], ["primaries", str(stats["primaries"])],
+        ["sessions", str(stats["sessions"])], ["sessions without TTL", str(stats["sessions_without_ttl"])],
+        ["memory", f"{stats['memory_bytes']} bytes ({stats['memory_per_session']} per session)"],
+        ["TTL", ", ".join(f"{name} {duration(value)}" for name, value in spread.items()) if spread else "-"],
+        ["users", str(stats["users"])], ["sign-ins in flight", str(stats["signins_in_flight"])],
+        ["stale index entries", str(stats["stale_index_entries"])],
+    ])
+    busiest = sorted(stats["sessions_per_user"].items(), key=lambda item: (-item[1], item[0]))[:10]
+    if busiest:
+        text += "\nmost sessions per user:\n" + table([["USER", "SESSIONS"], *([user, str(count)] for user, count in busiest)])
+    return text
 
 
-def stats(admin: SessionAdmin, err: TextIO) -> Dict[str, Any]:
-    """Scan every primary once; each page of ids is read (TTL, MEMORY USAGE) on its own primary."""
-    primaries = admin.primaries()
-    live: Set[str] = set()
-    ttls: List[int] = []
-    memory = persistent = 0
-    progress = Progress(err, "sessions")
-    for number, primary in enumerate(primaries, 1):
-        for page in admin.session_id_pages(primary, SCAN_COUNT):
-            fresh = [session_id for session_id in dict.fromkeys(page) if session_id not in live]  # SCAN repeats keys
-            for session_id, (ttl, used) in zip(fresh, admin.session_stats(primary, fresh)):
-                if ttl == -2:
-                    continue  # expired or deleted since the scan
-                live.add(session_id)
-                memory += used
-                if ttl >= 0:
-                    ttls.append(ttl)
-                else:
-                    persistent += 1
-            progress.add(len(fresh), primary_detail(number, len(primaries)))
-    progress.finish(f" on {len(primaries)} primaries" if len(primaries) > 1 else "")
-    per_user, in_flight, stale = user_counts(admin, primaries, live, err)
-    spread: Dict[str, int] = {}
-    if ttls:
-        ordered = sorted(ttls)
-        spread = {"min": ordered[0], "median": int(statistics.median(ordered)),
-                  "p90": nearest_rank(ordered, 0.9), "max": ordered[-1]}
-    return {
-        "store": admin.store.name, "prefix": admin.settings.prefix, "primaries": len(primaries),
-        "sessions": len(live), "sessions_without_ttl": persistent, "memory_bytes": memory,
-        "memory_per_session": round(memory / len(live)) if live else 0, "ttl_seconds": spread,
-        "users": len(per_user), "sessions_per_user": per_user,
-        "signins_in_flight": in_flight, "stale_index_entries": stale,
-    }
+def row_json(row: SessionRow) -> Dict[str, Any]:
+    return {"handle": row.handle, "user": row.user, "created": iso_time(row.created), "ttl_seconds": row.ttl}
 
 
-def user_counts(admin: SessionAdmin, primaries: List[Any], live: Set[str], err: TextIO) -> Tuple[Dict[str, int], int, int]:
-    """Live sessions per user (index entries whose session the scan found), sign-ins in flight
-    (``pending:`` entries) and index entries of sessions that are gone (pruned lazily)."""
-    per_user: Dict[str, int] = {}
-    in_flight = stale = 0
-    progress = Progress(err, "user indexes")
-    for number, primary in enumerate(primaries, 1):
-        for page in admin.user_index_pages(primary, SCAN_COUNT):
-            for user, members in page:
-                alive = sum(1 for member in members if member in live)
-                pending = sum(1 for member in members if member.startswith(PENDING_PREFIX))
-                in_flight += pending
-                stale += len(members) - alive - pending
-                if alive:
-                    per_user[user] = per_user.get(user, 0) + alive
-            progress.add(len(page), primary_detail(number, len(primaries)))
-    progress.finish()
-    return per_user, in_flight, stale
+def rows_text(rows: List[Dict[str, Any]]) -> str:
+    cells = [["HANDLE", "USER", "CREATED", "TTL"]]
+    cells += [[row["handle"], row["user"] or "-", row["created"] or "-", duration(row["ttl_seconds"])] for row in rows]
+    return table(cells) + f"({len(rows)} session{'s' if len(rows) != 1 else ''})\n"
 
 
-def list_sessions(admin: SessionAdmin, user: Optional[str], err: TextIO) -> List[Dict[str, Any]]:
-    if user is not None:
-        return [{"session_id": info.session_id, "handle": info.handle, "user": info.user_id,
-                 "created": info.created, "last_seen": info.last_seen, "expires": info.expires}
-                for info in admin.sessions_for_user(user)]
-    primaries = admin.primaries()
-    rows: List[Dict[str, Any]] = []
-    seen: Set[str] = set()
-    progress = Progress(err, "sessions")
-    for number, primary in enumerate(primaries, 1):
-        for page in admin.session_id_pages(primary, SCAN_COUNT):
-            fresh = [session_id for session_id in dict.fromkeys(page) if session_id not in seen]
-            seen.update(fresh)
-            rows.extend(admin.session_rows(primary, fresh))
-            progress.add(len(fresh), primary_detail(number, len(primaries)))
-    progress.finish()
-    return rows
-
-
-def emit(result: Any, as_json: bool, out: TextIO) -> None:
-    if as_json:
-        out.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    elif isinstance(result, list):
-        for row in result:
-            out.write("  ".join(f"{key}={value}" for key, value in row.items()) + "\n")
-        out.write(f"({len(result)} sessions)\n")
-    elif isinstance(result, dict):
-        for key, value in result.items():
-            out.write(f"{key}: {value}\n")
-    else:
-        out.write(f"{result}\n")
+def details_text(details: Dict[str, Any]) -> str:
+    text = table([["handle", details["handle"]], ["ttl", duration(details["ttl_seconds"])]])
+    fields = sorted([name, value] for name, value in details["fields"].items())
+    return text + "fields:\n" + "".join("  " + line for line in table(fields).splitlines(True)) if fields else text
 
 
 def run(arguments: Sequence[str], out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
@@ -328,18 +144,26 @@ def run(arguments: Sequence[str], out: Optional[TextIO] = None, err: Optional[Te
     ``sys.stdout``/``sys.stderr`` are *now* (not when this module was imported)."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    as_json = "--json" in arguments
     try:
         return execute(arguments, out, err)
     except CommandError as error:
-        err.write(f"redis-session: {error}\n")
-        return error.code
+        return report(error.code, str(error), as_json, out, err)
     except KeyboardInterrupt:
-        err.write("\nredis-session: interrupted\n")
-        return EXIT_INTERRUPTED
+        return report(EXIT_INTERRUPTED, "interrupted", as_json, out, err)
     except Exception:  # noqa: BLE001 - a bug: say so, with the traceback, under a code of its own
         err.write(traceback.format_exc())
-        err.write("redis-session: unexpected error (a bug in redis_session; please report the traceback above)\n")
-        return EXIT_INTERNAL
+        return report(EXIT_INTERNAL, "unexpected error (a bug in redis_session; please report the traceback above)",
+                      as_json, out, err)
+
+
+def report(code: int, message: str, as_json: bool, out: TextIO, err: TextIO) -> int:
+    """Say why the command failed: one line on stderr, or with ``--json`` a JSON object on stdout."""
+    if as_json:
+        out.write(json.dumps({"error": message, "exit_code": code}) + "\n")
+    else:
+        err.write(f"redis-session: {message}\n")
+    return code
 
 
 def execute(arguments: Sequence[str], out: TextIO, err: TextIO) -> int:
@@ -356,15 +180,19 @@ def execute(arguments: Sequence[str], out: TextIO, err: TextIO) -> int:
         raise CommandError(EXIT_USAGE, "purge deletes every session under the prefix; add --yes to do it")
     settings = load_settings(flags, options.config)
     try:
-        store = connect(settings)
+        store = Store.connect(settings)
     except CONNECT_FAILURES as error:
         raise store_failure(settings, error) from None
     try:
-        return dispatch(SessionAdmin(settings, store), options, out, err)
+        result, text = COMMAND_ACTIONS[options.command](Inventory(settings, store), options, err)
     except STORE_FAILURES as error:
         raise store_failure(settings, error) from None
     finally:
-        close_store(store)
+        store.close()
+    if result is None:
+        return report(EXIT_NOT_FOUND, text, options.json, out, err)
+    out.write(json.dumps(result, indent=2, sort_keys=True) + "\n" if options.json else text)
+    return EXIT_OK
 
 
 #: Replies of a store that answers but will not work with this configuration, and what to fix.
@@ -394,50 +222,66 @@ def store_failure(settings: SessionSettings, error: BaseException) -> CommandErr
     return CommandError(EXIT_CONFIGURATION, f"store {describe_url(settings.redis_url)} refused a command: {text}")
 
 
-def close_store(store: Store) -> None:
-    """Close the client (and, behind sentinels, the sentinel clients): a command ends cleanly."""
-    manager = getattr(getattr(store.client, "connection_pool", None), "sentinel_manager", None)
-    with contextlib.suppress(*STORE_ERRORS):
-        store.client.close()
-        for sentinel in getattr(manager, "sentinels", ()):
-            sentinel.close()
+#: Each command: ``(inventory, options, stderr) -> (JSON result, text)``; a result of ``None``
+#: means "no such session" and the text says why (exit 1).
+Action = Callable[[Inventory, argparse.Namespace, TextIO], Tuple[Any, str]]
 
 
-def dispatch(admin: SessionAdmin, options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    command = options.command
-    if command == "stats":
-        emit(stats(admin, err), options.json, out)
-    elif command == "list":
-        emit(list_sessions(admin, options.user, err), options.json, out)
-    elif command == "show":
-        details = admin.show(options.session_id)
-        if details is None:
-            return not_found(admin, options.session_id, err)
-        emit(details, options.json, out)
-    elif command == "delete":
-        if not admin.delete(options.session_id):
-            return not_found(admin, options.session_id, err)
-        emit({"deleted": options.session_id}, options.json, out)
-    elif command == "revoke-user":
-        ended = admin.revoke_user(options.user_id)
-        emit({"user": options.user_id, "ended": ended, "index": user_index_key(admin.settings.prefix, options.user_id)},
-             options.json, out)
-    elif command == "purge":
-        progress = Progress(err, "deleted keys")
-        deleted = admin.purge(on_page=progress.add)
-        progress.finish()
-        emit({"deleted_keys": deleted}, options.json, out)
-    return EXIT_OK
+def stats_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+    with progress(err, "sessions") as on_page:
+        stats = inventory.stats(on_page)
+    return stats, stats_text(stats)
 
 
-def not_found(admin: SessionAdmin, session_id: str, err: TextIO) -> int:
-    """Exit 1, saying whether the key is missing or holds something that is not a session."""
-    where = f"no session {session_id!r} under prefix {admin.settings.prefix!r}"
-    kind = admin.key_type(session_id)
+def list_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+    if options.user is not None:  # through the user's index: no scan
+        infos = SessionAdmin(inventory.settings, inventory.store).sessions_for_user(options.user)
+        rows = [{"handle": info.handle, "user": info.user_id, "created": iso_time(info.created),
+                 "ttl_seconds": round(info.expires - (info.last_seen or 0)) if info.last_seen else -1} for info in infos]
+    else:
+        with progress(err, "sessions") as on_page:
+            rows = [row_json(row) for row in inventory.rows(on_page)]
+    return rows, rows_text(rows)
+
+
+def show_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+    details = inventory.show(options.handle)
+    if details is None:
+        return None, not_found(inventory, options.handle)
+    result = {"handle": details.handle, "ttl_seconds": details.ttl, "fields": details.fields}
+    return result, details_text(result)
+
+
+def delete_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+    if not inventory.delete(options.handle):
+        return None, not_found(inventory, options.handle)
+    return {"deleted": options.handle}, f"deleted session {options.handle}\n"
+
+
+def revoke_user_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+    ended = SessionAdmin(inventory.settings, inventory.store).revoke_user(options.user_id)
+    return {"user": options.user_id, "ended": ended}, f"ended {ended} session(s) of user {options.user_id}\n"
+
+
+def purge_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+    with progress(err, "deleted keys") as on_page:
+        deleted = inventory.purge(on_page)
+    return {"deleted_keys": deleted}, f"deleted {deleted} keys\n"
+
+
+COMMAND_ACTIONS: Dict[str, Action] = {
+    "stats": stats_command, "list": list_command, "show": show_command, "delete": delete_command,
+    "revoke-user": revoke_user_command, "purge": purge_command,
+}
+
+
+def not_found(inventory: Inventory, handle: str) -> str:
+    """Why there is no session to show or delete: no key, or a key that holds something else."""
+    message = f"no session {handle!r} under prefix {inventory.settings.prefix!r}"
+    kind = inventory.key_type(handle)
     if kind != "none":
-        where += f": its key holds a {kind}, not a session hash (left alone)"
-    err.write(f"redis-session: {where}\n")
-    return EXIT_NOT_FOUND
+        message += f": its key holds a {kind}, not a session hash (left alone)"
+    return message
 
 
 def main() -> None:

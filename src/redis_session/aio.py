@@ -1,224 +1,133 @@
 """The session over ``redis.asyncio``: every Redis operation is awaited, never blocking the loop.
 
-``AsyncSession`` drives the very same operation generators as the blocking
-:class:`~redis_session.session.Session` (:mod:`redis_session.operations`), so the key layout,
-encoding, scripts, TTL policy, lazy creation, no-resurrection and limits are shared, not copied,
-and sessions written by one are read by the other.
+:class:`AsyncStore` applies the blocking store's :class:`~redis_session.store.StoreRules` with
+awaits, and :class:`AsyncSession` runs the very same :class:`~redis_session.core.SessionCore`
+operations as the blocking :class:`~redis_session.session.Session`, method for method, so
+sessions written by one are read by the other.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-import threading
-import time
-import traceback
 from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, NoReturn, Optional, Tuple, Union
-from urllib.parse import urlsplit
 
 import redis
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from . import pipelines
-from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, parse_nodes_url
+from .addresses import describe_url
+from .clients import ASYNCIO, make_client, sentinel_clients, wait_target
+from .core import SessionCore
 from .errors import SessionTypeError
 from .identity import fingerprint
-from .operations import CookieSink, Number, Operation, SessionCore, T, categories_of, merge_updates
-from .replication import ENDING_SCRIPTS, NO_WAIT, WaitPolicy, sentinel_pool, wait_target
+from .operation import CookieSink, Number, Operation, T, categories_of, drive_async, merge_updates
+from .protocol import PIPELINES, Call
 from .scripts import SCRIPTS, SHAS
 from .settings import SessionSettings
-from .store import (
-    ASYNC_MAX_CONNECTIONS,
-    MASTER_CHECK_SECONDS,
-    STORE_ERRORS,
-    Call,
-    check_retry,
-    describe_url,
-    memory_server,
-    raise_translated,
-    standalone_client,
-    store_identity,
-)
+from .store import CALL_ERRORS, NO_WAIT, STORE_ERRORS, StoreRules, WaitPolicy
 from .value import Value
 
 
 class AsyncStore:
-    """An asyncio client with the session scripts registered once on it."""
+    """An asyncio client with the session scripts, run by the same rules as :class:`~redis_session.store.Store`.
+
+    It belongs to the event loop it was built on: an asyncio connection cannot move between loops.
+    """
 
     def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT) -> None:
         self.url = url
         self.name = describe_url(url)
         self.client = client
-        self.wait = wait
-        self._sentinel_pool = sentinel_pool(client)
-        self._next_master_check = 0.0 if self._sentinel_pool is not None else math.inf
+        # no stall pause: a coroutine waiting for a stalled Redis holds nothing else up
+        self.rules = StoreRules(self.name, wait, 0.0, client)
+
+    @classmethod
+    def connect(cls, settings: SessionSettings) -> AsyncStore:
+        """A new store for ``settings`` on the running loop (the client connects on first use)."""
+        return cls(settings.redis_url, make_client(settings, ASYNCIO), WaitPolicy.of(settings))
 
     async def execute(self, call: Call) -> Any:
-        """Run one call; the same retry, outage, WAIT and failover rules as the blocking store."""
-        if self._next_master_check <= time.monotonic():
+        """Run one call; store faults become :class:`~redis_session.errors.SessionUnavailableError`."""
+        rules = self.rules
+        if rules.master_check_due():
             await self.follow_master()
-        run = self._end_and_wait if self.wait.replicas and call.script in ENDING_SCRIPTS else self._run_script
         try:
-            return await run(call)
-        except STORE_ERRORS as error:
-            check_retry(self.name, call, error)
+            return await self._send(call)
+        except CALL_ERRORS as error:
+            rules.retry_or_fail(call, error)
         try:
-            return await run(call)
-        except STORE_ERRORS as error:
-            raise_translated(self.name, error)
-            raise
+            return await self._send(call)
+        except CALL_ERRORS as error:
+            rules.fail(error)
 
-    async def _run_script(self, call: Call) -> Any:
+    async def _send(self, call: Call) -> Any:
+        if call.script in PIPELINES:
+            commands = pipelines.commands(call)
+            if len(commands) == 1:  # one command needs no pipeline around it
+                method, args = commands[0]
+                try:
+                    return pipelines.reply(call, [await getattr(self.client, method)(*args)])
+                except redis.exceptions.ResponseError as error:
+                    return pipelines.reply(call, [error])
+            pipeline = self.client.pipeline(transaction=False)
+            for method, args in commands:
+                getattr(pipeline, method)(*args)
+            return pipelines.reply(call, await pipeline.execute(raise_on_error=False))
+        if self.rules.waits_after(call):
+            return await self._send_and_wait(call)
+        sha = SHAS[call.script]
         try:
-            if call.script in pipelines.PIPELINES:
-                return await pipelines.run_async(self.client, call.script, call.key, call.args)
-            sha = SHAS[call.script]  # EVALSHA by hand, as the blocking store does
-            try:
-                return await self.client.evalsha(sha, 1, call.key, *call.args)
-            except redis.exceptions.NoScriptError:
-                await self.client.script_load(SCRIPTS[call.script])
-                return await self.client.evalsha(sha, 1, call.key, *call.args)
-        except (AttributeError, TypeError) as error:
-            raise_if_dropped_connection(error)
-            raise
+            return await self.client.evalsha(sha, 1, call.key, *call.args)
+        except redis.exceptions.NoScriptError:
+            await self.client.script_load(SCRIPTS[call.script])
+            return await self.client.evalsha(sha, 1, call.key, *call.args)
 
-    async def _end_and_wait(self, call: Call) -> Any:
-        """The script, then WAIT, on one connection in one round trip (see Store._end_and_wait)."""
+    async def _send_and_wait(self, call: Call) -> Any:
+        """The script, then WAIT, in one round trip (see :meth:`Store._send_and_wait`)."""
         pipeline = self.client.pipeline(transaction=False)
-        pipeline.execute_command("EVAL", SCRIPTS[call.script], 1, call.key, *call.args)  # as the blocking store
-        pipeline.execute_command(*self.wait.command(), **wait_target(self.client, call.key))
+        pipeline.execute_command("EVAL", SCRIPTS[call.script], 1, call.key, *call.args)
+        pipeline.execute_command(*self.rules.wait.command(), **wait_target(self.client, call.key))
         reply, acknowledged = await pipeline.execute(raise_on_error=False)
         if isinstance(reply, Exception):
             raise reply
-        self.wait.check(self.name, acknowledged)
+        self.rules.check_acknowledged(acknowledged)
         return reply
 
-    async def aclose(self) -> None:
-        """Close the client's connections (and, behind sentinels, those to the sentinels)."""
-        manager = getattr(self._sentinel_pool, "sentinel_manager", None)
-        await self.client.aclose()
-        for sentinel in getattr(manager, "sentinels", ()):
-            await sentinel.aclose()
-
     async def follow_master(self) -> None:
-        """Behind sentinels, move the pool to a new master (see Store.follow_master).
+        """Behind sentinels, move the pool to a new master (see :meth:`Store.follow_master`).
 
         Unlike the blocking pool, the asyncio pool takes back a busy connection without checking
         where it points, so the ones still talking to the old master are marked to reconnect.
         """
-        self._next_master_check = time.monotonic() + MASTER_CHECK_SECONDS
-        pool = self._sentinel_pool
-        if pool is None:
-            return
+        pool = self.rules.sentinel_pool
         try:
             address = await pool.get_master_address()
         except redis.exceptions.RedisError:
             return  # no sentinel answered: the command itself says whether the master still does
-        # redis-py keeps no public list of busy connections; without one (or without the marker,
-        # in older versions) they move over the next time they are opened again
+        # redis-py keeps no public list of busy connections; without one (or without the marker)
+        # they move over the next time they are opened again
         for connection in list(getattr(pool, "_in_use_connections", ())):
             mark_for_reconnect = getattr(connection, "mark_for_reconnect", None)
             if mark_for_reconnect is not None and (connection.host, connection.port) != tuple(address):
                 mark_for_reconnect()
 
-
-def raise_if_dropped_connection(error: Exception) -> None:
-    """Raise ``ConnectionError`` for an AttributeError/TypeError that redis-py's asyncio
-    connection code raised on a connection closed under it; return for any other.
-
-    During a cluster failover redis-py's asyncio client closes "free" connections another task
-    has already taken (redis/redis-py#4287), and that task then fails inside redis-py with
-    ``'NoneType' object has no attribute 'writelines'``. For the session that is a dropped
-    connection (a 503, or one more try for an idempotent call), not a bug in the application.
-    """
-    frames = traceback.extract_tb(error.__traceback__)
-    if frames and f"{os.sep}redis{os.sep}asyncio{os.sep}" in frames[-1].filename:
-        raise redis.exceptions.ConnectionError(f"connection closed while in use: {error}") from error
-
-
-def make_async_client(settings: SessionSettings) -> Any:
-    scheme = urlsplit(settings.redis_url).scheme.lower()
-    if scheme == "memory":
-        import fakeredis  # memory_server() has already told the user how to install it
-
-        return fakeredis.FakeAsyncRedis(server=memory_server(settings.redis_url))
-    if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
-        return async_nodes_client(parse_nodes_url(settings.redis_url), settings)
-    return standalone_client(
-        redis.asyncio.Redis, redis.asyncio.BlockingConnectionPool, Retry, settings,
-        max_connections=ASYNC_MAX_CONNECTIONS, timeout=settings.redis_timeout,
-    )
-
-
-def async_nodes_client(address: NodesAddress, settings: SessionSettings) -> Any:
-    """redis-py's asyncio Cluster or Sentinel client."""
-    timeouts = {"socket_timeout": settings.redis_timeout, "socket_connect_timeout": settings.redis_timeout}
-    if address.kind == "cluster":
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
-            retry=Retry(NoBackoff(), 0),
-            **timeouts, **address.connection_options(),  # type: ignore[arg-type]
-        )
-    from redis.asyncio.sentinel import Sentinel
-
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(address.nodes), sentinel_kwargs={**timeouts, **address.sentinel_options()}, **timeouts
-    )
-    return sentinel.master_for(
-        address.service_name, db=address.db, retry=Retry(NoBackoff(), 0), **address.connection_options()
-    )
-
-
-class AsyncStoreRegistry:
-    """One asyncio store per URL, timeout and WAIT policy *per event loop*: an asyncio
-    connection belongs to the loop that opened it, so a pool cannot be shared between loops.
-
-    Entries of loops that have been closed are dropped when a new loop first asks for a store
-    (their connections died with the loop). :meth:`aclose` closes the running loop's stores
-    cleanly, for code that makes and ends loops repeatedly (tests with a loop per test).
-    """
-
-    def __init__(self) -> None:
-        self._stores: Dict[asyncio.AbstractEventLoop, Dict[Tuple[str, float, WaitPolicy], AsyncStore]] = {}
-        self._lock = threading.Lock()
-
-    def store_for(self, settings: SessionSettings) -> AsyncStore:
-        loop = asyncio.get_running_loop()
-        key = store_identity(settings)
-        with self._lock:
-            per_loop = self._stores.get(loop)
-            if per_loop is None:
-                for old_loop in [old_loop for old_loop in self._stores if old_loop.is_closed()]:
-                    del self._stores[old_loop]
-                per_loop = self._stores[loop] = {}
-            store = per_loop.get(key)
-            if store is None:
-                store = per_loop[key] = AsyncStore(settings.redis_url, make_async_client(settings), WaitPolicy.of(settings))
-        return store
-
     async def aclose(self) -> None:
-        """Close every store (connection pool) the running loop opened; later use opens new ones."""
-        with self._lock:
-            per_loop = self._stores.pop(asyncio.get_running_loop(), {})
-        for store in per_loop.values():
-            await store.aclose()
+        """Close the client's connections (and, behind sentinels, those to the sentinels)."""
+        for client in (self.client, *sentinel_clients(self.client)):
+            try:
+                await client.aclose()
+            except STORE_ERRORS:
+                pass  # a connection that cannot say goodbye is closed anyway
 
-
-#: Shared by the web integrations, like :data:`redis_session.store.stores`.
-async_stores = AsyncStoreRegistry()
+    def __repr__(self) -> str:
+        return f"<AsyncStore {self.name}>"
 
 
 class AsyncSession:
     """The session API with every Redis operation awaitable.
 
     ``await session.count`` reads a field (``await session.get("count")`` says the same);
-    writes are ``await session.set(...)``: plain attribute assignment cannot be awaited, so it
-    raises a ``TypeError`` instead of silently doing nothing.
+    writes are ``await session.set(...)``: plain assignment cannot be awaited, so it raises a
+    ``TypeError`` instead of silently doing nothing.
     """
 
     __slots__ = ("_core", "_store", "_lock")
@@ -232,74 +141,95 @@ class AsyncSession:
         object.__setattr__(self, "_lock", asyncio.Lock())
 
     async def _run(self, operation: Operation[T]) -> T:
-        # One operation at a time: operations share the session's id, and two that ran
-        # interleaved (asyncio.gather on a new session) would each mint a session of their own.
-        # An uncontended lock costs no trip through the loop.
+        """Drive a core operation, awaiting each call it yields.
+
+        One operation at a time: operations share the session's id, and two that ran interleaved
+        (``asyncio.gather`` on a new session) would each mint a session of their own. An
+        uncontended lock costs no trip through the loop.
+        """
         async with self._lock:
-            execute = self._store.execute
-            try:
-                call = next(operation)
-                while True:
-                    call = operation.send(await execute(call))
-            except StopIteration as done:
-                result: T = done.value
-                return result
+            return await drive_async(operation, self._store.execute)
 
     @property
     def session_id(self) -> Optional[str]:
         """The current id, or ``None`` until the first write creates the session."""
         return self._core.session_id
 
+    # -- reads -----------------------------------------------------------------------------
+
     async def get(self, name: str) -> Value:
+        """The field as stored in Redis now (``Value(None)`` when absent)."""
         return (await self._run(self._core.read((name,))))[0]
 
     async def get_many(self, *names: str) -> List[Value]:
+        """Several fields in one round trip, in the order asked."""
         return await self._run(self._core.read(names))
 
     async def load(self) -> Dict[str, Value]:
+        """Every field as ``{name: Value}`` in one round trip."""
         return await self._run(self._core.read_all())
 
     async def keys(self) -> List[str]:
+        """Names of every field, in one round trip."""
         return await self._run(self._core.names())
 
     async def contains(self, name: str) -> bool:
+        """Whether the field is there (``in`` cannot await)."""
         return not (await self.get(name)).none
 
     async def length(self) -> int:
+        """How many fields the session holds (``len()`` cannot await)."""
         return len(await self.keys())
 
+    async def user_id(self) -> Optional[str]:
+        """The user this session was bound to with :meth:`bind_user`, or ``None``."""
+        return await self._run(self._core.user_id())
+
+    # -- writes ----------------------------------------------------------------------------
+
     async def set(self, name: str, value: Any) -> None:
+        """Write one field now (``None`` deletes it)."""
         await self._run(self._core.write(((name, value),)))
 
     async def update(self, mapping: Optional[Mapping[str, Any]] = None, **fields: Any) -> None:
+        """Write many fields in one round trip; nothing is written if any value is invalid."""
         await self._run(self._core.write(merge_updates(mapping, fields)))
 
     async def delete(self, *names: str) -> None:
+        """Delete fields (absent ones are ignored) in one round trip."""
         await self._run(self._core.write([(name, None) for name in names]))
 
     async def incr(self, name: str, amount: Number = 1) -> Number:
+        """Add ``amount`` atomically on the server and return the new number."""
         return await self._run(self._core.incr(name, amount))
 
     async def clear(self) -> None:
+        """Remove every field; the session (and its id) lives on, empty."""
         await self._run(self._core.write((), clear=True))
 
-    async def destroy(self) -> None:
-        await self._run(self._core.destroy())
-
-    async def regenerate(self) -> None:
-        await self._run(self._core.regenerate())
-
-    async def bind_user(self, user_id: str) -> None:
-        await self._run(self._core.regenerate(str(user_id)))
-
-    async def user_id(self) -> Optional[str]:
-        return await self._run(self._core.user_id())
-
     async def flash(self, message: str, category: str = "message") -> None:
+        """Queue a message for a later request; it survives redirects (it lives in Redis)."""
         await self._run(self._core.flash(message, category))
 
     async def flashes(self, category: Union[str, Iterable[str], None] = None) -> List[Tuple[str, str]]:
+        """Pop the waiting messages (only those of ``category`` if given), oldest first."""
         return await self._run(self._core.flashes(categories_of(category)))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def destroy(self) -> None:
+        """Delete the session from Redis and expire the cookie (logout)."""
+        await self._run(self._core.destroy())
+
+    async def regenerate(self) -> None:
+        """Give the session a new id, keeping its data; the old id stops working."""
+        await self._run(self._core.regenerate())
+
+    async def bind_user(self, user_id: str) -> None:
+        """Regenerate the id and record the session under ``user_id``."""
+        await self._run(self._core.regenerate(str(user_id)))
+
+    # -- sugar -----------------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 try:
@@ -25,11 +24,11 @@ except ModuleNotFoundError as missing:  # Flask is an optional extra
     ) from missing
 
 from .admin import SessionAdmin
+from .backend import SessionBackend
 from .errors import ConfigurationError, SessionUnavailableError
 from .identity import is_valid_session_id
 from .session import Session
 from .settings import SETTINGS, SessionSettings
-from .store import Store, stores
 
 logger = logging.getLogger("redis_session")
 
@@ -50,32 +49,13 @@ def settings_from_config(config: Any) -> SessionSettings:
     return SessionSettings.from_mapping(values, describe=config_key)
 
 
-class _FlaskSessions:
-    """What ``init_app`` resolved for one app: settings and cookie serializer; the store on first use."""
+class _FlaskSessions(SessionBackend):
+    """What ``init_app`` resolved for one app: settings, stores (built on first use) and the
+    cookie serializer."""
 
     def __init__(self, settings: SessionSettings, serializer: URLSafeTimedSerializer) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.serializer = serializer
-        self._store: Optional[Store] = None
-        self._store_lock = threading.Lock()
-
-    @property
-    def store(self) -> Store:
-        """The app's store, built by the first request that needs it.
-
-        :raises SessionUnavailableError: when building the client already needs the store and it
-            does not answer (a cluster client reads the slot map when it is created). Nothing is
-            remembered then, so the next request tries again and the app recovers on its own.
-        """
-        store = self._store
-        if store is None:
-            # Concurrent first requests wait for one build instead of each building a client
-            # (the registry then shares that client with every app on the same store).
-            with self._store_lock:
-                store = self._store
-                if store is None:
-                    store = self._store = stores.store_for(self.settings)
-        return store
 
     def session_id_from(self, raw: Optional[str]) -> Optional[str]:
         """The id in a valid signed cookie, or ``None`` for anything else ("no session")."""
@@ -104,6 +84,9 @@ class _PendingCookie:
 
     def expire(self) -> None:
         self.action, self.session_id = "expire", ""
+
+    def check_can_change(self, action: str, issuing: bool) -> None:
+        """A Flask response is built after the view returns, so a view can always change it."""
 
 
 class SessionRequestMixin:
@@ -227,8 +210,7 @@ def session_admin(app: Optional[flask.Flask] = None) -> SessionAdmin:
     :raises SessionUnavailableError: if the store has to be built now and does not answer (a 503
         inside a request).
     """
-    sessions = _sessions(app if app is not None else flask.current_app)
-    return SessionAdmin(sessions.settings, sessions.store)
+    return _sessions(app if app is not None else flask.current_app).admin()
 
 
 def _apply_cookie(response: flask.Response) -> flask.Response:

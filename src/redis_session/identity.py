@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from .errors import SessionTypeError, SessionValueError
-from .scripts import RESERVED_PREFIX
+from .protocol import RESERVED_PREFIX
 
 ID_BYTES = 24  # 192 random bits, 32 URL-safe characters
 # Ids this library mints, and the ids of redis-session 0.2.1 (so its sessions carry over).

@@ -6,31 +6,56 @@ deadline, (3) do the read or write and (4) refresh the TTL, all atomically and i
 A MULTI pipeline cannot branch on (1) and (2); a script can. Every script touches only KEYS[1],
 so each runs on a single Redis Cluster slot.
 
-Status codes (first element of every reply) are mirrored by :mod:`redis_session.operations`.
+Status codes, reserved field names and opening modes come from :mod:`redis_session.protocol`:
+:data:`CONSTANTS` declares them as Lua locals at the top of every script, so each is written
+once, in Python.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Dict
 
-RESERVED_PREFIX = "__rs:"
-CREATED_FIELD = RESERVED_PREFIX + "created"
-USER_FIELD = RESERVED_PREFIX + "user"
+from .protocol import (
+    CREATED_FIELD,
+    FLASH_PREFIX,
+    FLASH_SEQUENCE_FIELD,
+    RESERVED_PREFIX,
+    USER_FIELD,
+    Opening,
+    Status,
+)
+from .user_index import USER_INDEX
 
-# ARGV[1] idle seconds, ARGV[2] absolute lifetime seconds (0: none), ARGV[3] 'new', 'old' or
-# 'warm' (old, and its TTL was set by the same request a moment ago).
-# open() refreshes the TTL and returns the number of fields in the hash (> 0), or a status
-# (<= 0): 0 gone, -1 id taken, -4 corrupt (the key is not a hash).
+
+def _lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_NAMED = {
+    **{status.name: str(int(status)) for status in Status},
+    **{f"OPEN_{opening.name}": _lua_string(opening.value) for opening in Opening},
+    "RESERVED": _lua_string(RESERVED_PREFIX),
+    "CREATED": _lua_string(CREATED_FIELD),
+    "USER": _lua_string(USER_FIELD),
+    "FLASH": _lua_string(FLASH_PREFIX),
+    "FLASH_SEQUENCE": _lua_string(FLASH_SEQUENCE_FIELD),
+}
+#: The protocol's names as Lua locals, the first lines of every script.
+CONSTANTS = "".join(f"local {name} = {value}\n" for name, value in _NAMED.items())
+
+# ARGV[1] idle seconds, ARGV[2] absolute lifetime seconds (0: none), ARGV[3] an Opening.
+# open() refreshes the TTL and returns the number of fields in the hash (> 0), or a Status
+# (<= 0): GONE, TAKEN or CORRUPT.
 #
 # Every redis.call() inside a script costs the server several times what the same command costs
 # outside one, so the common path (no absolute lifetime, an existing session) is two calls:
 # HLEN (which tells missing, not-a-hash and the field count the limits need, all at once) and
 # EXPIRE. Only with an absolute lifetime does a script read the clock and the creation time.
-PRELUDE = """
+PRELUDE = CONSTANTS + """
 local key = KEYS[1]
 local idle = tonumber(ARGV[1])
 local lifetime = tonumber(ARGV[2])
-local CREATED = '__rs:created'
 
 -- TTL for an existing session hash: the idle timeout, capped by the absolute deadline.
 -- Returns 0 (after deleting the key) once the deadline has passed.
@@ -55,8 +80,8 @@ local function ttl_for_existing()
 end
 
 local function open()
-  if ARGV[3] == 'new' then
-    if redis.call('EXISTS', key) == 1 then return -1 end
+  if ARGV[3] == OPEN_NEW then
+    if redis.call('EXISTS', key) == 1 then return TAKEN end
     redis.call('HSET', key, CREATED, redis.call('TIME')[1])
     local ttl = idle
     if lifetime > 0 and lifetime < idle then ttl = lifetime end
@@ -64,13 +89,11 @@ local function open()
     return 1
   end
   local length = redis.pcall('HLEN', key)
-  if type(length) ~= 'number' then return -4 end
-  if length == 0 then return 0 end
-  -- 'warm': this request set the TTL a moment ago (no absolute lifetime); setting it again
-  -- would change nothing
-  if ARGV[3] == 'warm' then return length end
+  if type(length) ~= 'number' then return CORRUPT end
+  if length == 0 then return GONE end
+  if ARGV[3] == OPEN_EXISTING_FRESH then return length end
   local ttl = ttl_for_existing()
-  if ttl <= 0 then return 0 end
+  if ttl <= 0 then return GONE end
   redis.call('EXPIRE', key, ttl)
   return length
 end
@@ -89,10 +112,14 @@ local function in_slices(command, first, last)
   return joined
 end
 
+local function is_reserved(name)
+  return string.sub(name, 1, #RESERVED) == RESERVED
+end
+
 local function user_field_count()
   local count = 0
   for _, name in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(name, 1, 5) ~= '__rs:' then count = count + 1 end
+    if not is_reserved(name) then count = count + 1 end
   end
   return count
 end
@@ -104,9 +131,9 @@ READ = PRELUDE + """
 local length = open()
 if length <= 0 then return {length} end
 local what = ARGV[4]
-if what == 'fields' then return {1, in_slices('HMGET', 5, #ARGV)} end
-if what == 'all' then return {1, redis.call('HGETALL', key)} end
-return {1, redis.call('HKEYS', key)}
+if what == 'fields' then return {OK, in_slices('HMGET', 5, #ARGV)} end
+if what == 'all' then return {OK, redis.call('HGETALL', key)} end
+return {OK, redis.call('HKEYS', key)}
 """
 
 # ARGV[4] max fields, ARGV[5] '1' to clear user fields first, ARGV[6] number of pairs to set,
@@ -131,16 +158,16 @@ if pairs_end > 6 and (clearing and setting > max_fields or not clearing and leng
       if redis.call('HEXISTS', key, name) == 1 then after = after - 1 end
     end
   end
-  if after > max_fields then return {-2} end
+  if after > max_fields then return {TOO_MANY_FIELDS} end
 end
 if clearing then
   for _, name in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(name, 1, 5) ~= '__rs:' then redis.call('HDEL', key, name) end
+    if not is_reserved(name) then redis.call('HDEL', key, name) end
   end
 end
 if #ARGV > pairs_end then in_slices('HDEL', pairs_end + 1, #ARGV) end
 if pairs_end > 6 then in_slices('HSET', 7, pairs_end) end
-return {1}
+return {OK}
 """
 
 # ARGV[4] max fields, ARGV[5] field, ARGV[6] amount, ARGV[7] 'int' or 'float'.
@@ -152,77 +179,88 @@ if length <= 0 then return {length} end
 local field = ARGV[5]
 local max_fields = tonumber(ARGV[4])
 if length >= max_fields and redis.call('HEXISTS', key, field) == 0 and user_field_count() >= max_fields then
-  return {-2}
+  return {TOO_MANY_FIELDS}
 end
 local command = 'HINCRBY'
 if ARGV[7] == 'float' then command = 'HINCRBYFLOAT' end
 local result = redis.pcall(command, key, field, ARGV[6])
-if type(result) == 'table' and result['err'] then return {-3, result['err']} end
+if type(result) == 'table' and result['err'] then return {FIELD_ERROR, result['err']} end
 if type(result) == 'number' and (result >= 9007199254740992 or result <= -9007199254740992) then
   result = redis.call('HGET', key, field)
 end
-return {1, result}
+return {OK, result}
 """
 
 # The first half of regenerate(): read every field and delete the key in one atomic step, so a
 # logout (or revoke) that lands while the session moves cannot be undone by the copy, and a
 # write that lands after it goes to a new session instead of into a key about to vanish.
-# ARGV[3] is 'old'. Returns {1, flat field/value list}, or a status (0 gone, -4 corrupt).
+# Returns {OK, flat field/value list}, or a status (GONE, CORRUPT).
 TAKE = PRELUDE + """
 local length = open()
 if length <= 0 then return {length} end
 local fields = redis.call('HGETALL', key)
 redis.call('DEL', key)
-return {1, fields}
+return {OK, fields}
 """
 
 # The second half of regenerate(): write what TAKE returned under the new id (a separate step,
-# since RENAME fails across cluster slots). ARGV[3] is 'copy'; ARGV[4..] the field/value pairs
-# of the old session, creation time included, so regeneration never extends the absolute deadline.
+# since RENAME fails across cluster slots). ARGV[4..] the field/value pairs of the old session,
+# creation time included, so regeneration never extends the absolute deadline.
 COPY = PRELUDE + """
-if redis.call('EXISTS', key) == 1 then return {-1} end
+if redis.call('EXISTS', key) == 1 then return {TAKEN} end
 in_slices('HSET', 4, #ARGV)
 -- a session created by bind_user() on a first visit starts its lifetime now
 redis.call('HSETNX', key, CREATED, redis.call('TIME')[1])
 local ttl = ttl_for_existing()
-if ttl <= 0 then return {0} end
+if ttl <= 0 then return {GONE} end
 redis.call('EXPIRE', key, ttl)
-return {1}
+return {OK}
 """
 
-# Returns the user the session was bound to (so the caller can drop it from that user's index).
-DESTROY = """
+# End a session: {OK, bound user or false}, or {GONE} when there was nothing to end.
+# ARGV[1] the user the session must be bound to ('' for any: a logout); an administrator
+# revoking a user's sessions never ends one that was rebound to someone else meanwhile.
+# ARGV[2] '1' to end only a hash: an administrator never deletes a key this library did not
+# write; a request ending its own session clears whatever sits at its key.
+DESTROY = CONSTANTS + """
 local key = KEYS[1]
-if redis.call('TYPE', key)['ok'] ~= 'hash' then return {redis.call('DEL', key), false} end
-local user = redis.call('HGET', key, '__rs:user')
-return {redis.call('DEL', key), user}
+if redis.call('TYPE', key)['ok'] ~= 'hash' then
+  if ARGV[2] == '1' then return {GONE} end
+  if redis.call('DEL', key) == 1 then return {OK, false} end
+  return {GONE}
+end
+local user = redis.call('HGET', key, USER)
+if ARGV[1] ~= '' and user ~= ARGV[1] then return {GONE} end
+redis.call('DEL', key)
+return {OK, user}
 """
 
-# Flash messages are fields '__rs:flash:<sequence>' holding '<category>\\0<message>': in the
+# Flash messages are fields FLASH .. '<sequence>' holding '<category>\\0<message>': in the
 # session hash (one key, one slot), hidden from load() and iteration.
-# ARGV[4] max pending messages, ARGV[5] category, ARGV[6] message.
+# ARGV[4] max pending messages, ARGV[5] the entry, '<category>\\0<message>' (see value.encode_flash).
 FLASH = PRELUDE + """
 local length = open()
 if length <= 0 then return {length} end
+local function is_flash(name) return string.sub(name, 1, #FLASH) == FLASH end
 local pending = 0
 for _, name in ipairs(redis.call('HKEYS', key)) do
-  if string.sub(name, 1, 11) == '__rs:flash:' then pending = pending + 1 end
+  if is_flash(name) then pending = pending + 1 end
 end
-if pending >= tonumber(ARGV[4]) then return {-2} end
-local sequence = redis.pcall('HINCRBY', key, '__rs:flashseq', 1)
+if pending >= tonumber(ARGV[4]) then return {TOO_MANY_FIELDS} end
+local sequence = redis.pcall('HINCRBY', key, FLASH_SEQUENCE, 1)
 if type(sequence) ~= 'number' then
   -- a damaged counter (not an integer): continue after the newest message still waiting
   sequence = 0
   for _, name in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(name, 1, 11) == '__rs:flash:' then
-      sequence = math.max(sequence, tonumber(string.sub(name, 12)) or 0)
+    if is_flash(name) then
+      sequence = math.max(sequence, tonumber(string.sub(name, #FLASH + 1)) or 0)
     end
   end
   sequence = sequence + 1
-  redis.call('HSET', key, '__rs:flashseq', sequence)
+  redis.call('HSET', key, FLASH_SEQUENCE, sequence)
 end
-redis.call('HSET', key, string.format('__rs:flash:%012d', sequence), ARGV[5] .. '\\0' .. ARGV[6])
-return {1}
+redis.call('HSET', key, FLASH .. string.format('%012d', sequence), ARGV[5])
+return {OK}
 """
 
 # Pop the pending messages (all, or those of the categories in ARGV[4..]) oldest first, in one
@@ -237,7 +275,7 @@ if #ARGV >= 4 then
 end
 local names = {}
 for _, name in ipairs(redis.call('HKEYS', key)) do
-  if string.sub(name, 1, 11) == '__rs:flash:' then table.insert(names, name) end
+  if string.sub(name, 1, #FLASH) == FLASH then table.insert(names, name) end
 end
 table.sort(names)
 local popped = {}
@@ -259,64 +297,11 @@ for _, name in ipairs(names) do
     end
   end
 end
-if remaining == 0 then redis.call('HDEL', key, '__rs:flashseq') end
-return {1, popped}
+if remaining == 0 then redis.call('HDEL', key, FLASH_SEQUENCE) end
+return {OK, popped}
 """
 
-# The per-user index: a sorted set of session ids scored by when each was last known to expire.
-# A session being bound is listed as 'pending:<id>' until its key exists (see
-# SessionCore.regenerate), so a concurrent revoke can see, and cancel, a login in flight.
-# ARGV[1] names the step:
-#   'members'                 -> {entry, score, entry, score, ...}
-#   'add', id, score, limit, ttl, dead entries...
-#                             -> drops the dead entries, lists 'pending:<id>', and returns the ids
-#                                evicted (oldest first) to keep at most limit entries (0: no
-#                                limit); ttl > 0 sets the index's TTL
-#   'confirm', id, old id     -> drops old id (if given) and turns 'pending:<id>' into id; 1 if it
-#                                was still listed, 0 if a revoke removed it meanwhile
-#   'remove', id              -> drops id (and 'pending:<id>')
-# A key of another type (damaged, or written by someone else) is replaced, never an error.
-USER_INDEX = """
-local key = KEYS[1]
-local kind = redis.call('TYPE', key)['ok']
-if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', key) end
-local step = ARGV[1]
-if step == 'members' then return redis.call('ZRANGE', key, 0, -1, 'WITHSCORES') end
-if step == 'remove' then
-  redis.call('ZREM', key, ARGV[2], 'pending:' .. ARGV[2])
-  return {}
-end
-if step == 'confirm' then
-  if ARGV[3] ~= '' then redis.call('ZREM', key, ARGV[3]) end
-  local score = redis.call('ZSCORE', key, 'pending:' .. ARGV[2])
-  if not score then return 0 end
-  -- add before removing: removing the only entry first would drop the key and its TTL
-  redis.call('ZADD', key, score, ARGV[2])
-  redis.call('ZREM', key, 'pending:' .. ARGV[2])
-  return 1
-end
-for index = 6, #ARGV do redis.call('ZREM', key, ARGV[index]) end
-redis.call('ZADD', key, ARGV[3], 'pending:' .. ARGV[2])
-local evicted = {}
-local limit = tonumber(ARGV[4])
-if limit > 0 then
-  local excess = redis.call('ZCARD', key) - limit
-  if excess > 0 then
-    for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-      if excess <= 0 then break end
-      if string.sub(member, 1, 8) ~= 'pending:' then
-        redis.call('ZREM', key, member)
-        table.insert(evicted, member)
-        excess = excess - 1
-      end
-    end
-  end
-end
-if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', key, ARGV[5]) end
-return evicted
-"""
-
-SCRIPTS = {
+SCRIPTS: Dict[str, str] = {
     "read": READ,
     "write": WRITE,
     "incr": INCR,
@@ -329,4 +314,4 @@ SCRIPTS = {
 }
 
 #: The SHA1 each script is known by to EVALSHA (what SCRIPT LOAD answers).
-SHAS = {name: hashlib.sha1(source.encode("utf-8")).hexdigest() for name, source in SCRIPTS.items()}
+SHAS: Dict[str, str] = {name: hashlib.sha1(source.encode("utf-8")).hexdigest() for name, source in SCRIPTS.items()}

@@ -12,19 +12,19 @@ import datetime
 import logging
 import weakref
 from asyncio import Future
-from typing import TYPE_CHECKING, Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Iterable, List, Optional, Tuple, Union
 
 import tornado.web
 import tornado.websocket
-from tornado.options import OptionParser, options
 
-from .admin import SessionAdmin
-from .aio import AsyncSession, async_stores
-from .errors import ConfigurationError, SessionUnavailableError
+from .admin import AsyncSessionAdmin, SessionAdmin
+from .aio import AsyncSession
+from .backend import SessionBackend
+from .errors import RedisSessionError, SessionUnavailableError
 from .identity import is_valid_session_id
 from .session import Session
-from .settings import SETTINGS, SessionSettings, normalise_name
-from .store import Store, stores
+from .settings import SessionSettings
+from .tornado_settings import define_flags, resolve_settings
 
 logger = logging.getLogger("redis_session")
 
@@ -33,122 +33,36 @@ __all__ = [
     "AsyncSessionMixin",
     "SessionHandler",
     "SessionMixin",
+    "backend_for",
+    "close_session_stores",
     "define_flags",
     "resolve_settings",
 ]
 
 
-def define_flags(parser: OptionParser = options) -> None:
-    """Define every ``--session-*`` flag on ``parser`` (skipping any already defined)."""
-    for setting in SETTINGS:
-        flag = f"session-{setting.name}"
-        if flag not in parser:
-            parser.define(flag, default=setting.default, type=setting.type, help=setting.help, group="redis_session")
-
-
 define_flags()
 
 
-def flag_values(parser: OptionParser = options) -> Dict[str, Any]:
-    """The current value of every ``--session-*`` flag, by setting name."""
-    return {setting.name: parser[f"session-{setting.name}"] for setting in SETTINGS}
+#: The attribute of an Application holding its :class:`SessionBackend`: each Application keeps
+#: its own settings and stores, and they go when it goes (no registry in this module).
+_BACKEND_ATTRIBUTE = "_redis_session_backend"
 
 
-def resolve_settings(application_settings: Mapping[str, Any], parser: OptionParser = options) -> SessionSettings:
-    """Settings for one Application: the flags, overridden by its ``redis_session`` setting.
-
-    :raises ConfigurationError: listing every invalid value, or naming a missing ``cookie_secret``.
-    """
-    problems = _cookie_secret_problems(application_settings)
-    values = flag_values(parser)
-    overrides = application_settings.get("redis_session") or {}
-    if not isinstance(overrides, Mapping):
-        problems.append(f"the Application setting redis_session must be a dict, got {type(overrides).__name__}")
-        overrides = {}
-    for name in overrides:
-        if not isinstance(name, str):
-            problems.append(f"the Application setting redis_session has a key {name!r}; keys are setting names (str)")
-    # None means "not overridden": the flag's value stands, as if the key were not there
-    overrides = {name: value for name, value in overrides.items() if isinstance(name, str) and value is not None}
-    values.update({normalise_name(name): value for name, value in overrides.items()})
-
-    def describe(name: str) -> str:
-        if name in {normalise_name(key) for key in overrides}:
-            return f"redis_session[{name!r}]"
-        return f"--session-{name}"
-
-    try:
-        settings = SessionSettings.from_mapping(values, describe)
-    except ConfigurationError as error:
-        problems.extend(error.problems)
-    if problems:
-        raise ConfigurationError(problems)
-    return settings
+def backend_for(application: tornado.web.Application) -> SessionBackend:
+    """The Application's settings and stores, resolved on its first session request."""
+    backend: Optional[SessionBackend] = getattr(application, _BACKEND_ATTRIBUTE, None)
+    if backend is None:
+        backend = SessionBackend(resolve_settings(application.settings))
+        setattr(application, _BACKEND_ATTRIBUTE, backend)
+    return backend
 
 
-def _cookie_secret_problems(application_settings: Mapping[str, Any]) -> List[str]:
-    """Why Tornado could not sign the session cookie with this Application's settings.
-
-    Checked here, before the first session write: Tornado only finds a bad secret when it signs
-    the cookie, after the session key already exists in Redis.
-    """
-    secret = application_settings.get("cookie_secret")
-    if not secret:
-        return [
-            "the Application has no 'cookie_secret' setting; the session-id cookie is signed with it, "
-            "so pass cookie_secret=... (a long random string, or a dict of them with key_version) "
-            "to tornado.web.Application"
-        ]
-    if not isinstance(secret, dict):  # Tornado treats only a dict as a set of rotating keys
-        return []
-    key_version = application_settings.get("key_version")
-    if key_version is None:
-        return [
-            "the Application's 'cookie_secret' is a dict of keys but it has no 'key_version' setting; "
-            f"pass key_version=... naming the key new cookies are signed with (one of {sorted(secret, key=repr)})"
-        ]
-    if key_version not in secret:
-        return [
-            f"the Application's 'key_version' {key_version!r} is not a key of its 'cookie_secret' dict "
-            f"(keys: {sorted(secret, key=repr)}); new cookies could not be signed"
-        ]
-    return []
-
-
-class _ApplicationSessions:
-    """What one Application resolved on first use: its settings and its (shared) store.
-
-    The blocking store is built on first use only: coroutine handlers never need it, and
-    building a cluster client already talks to the cluster, which would block the IOLoop (and,
-    with the cluster down, fail: that failure is a 503 and the next request tries again).
-    """
-
-    __slots__ = ("settings", "_store")
-
-    def __init__(self, settings: SessionSettings) -> None:
-        self.settings = settings
-        self._store: Optional[Store] = None
-
-    @property
-    def store(self) -> Store:
-        store = self._store
-        if store is None:
-            store = self._store = stores.store_for(self.settings)
-        return store
-
-
-#: The attribute of an Application holding what it resolved: each Application keeps its own
-#: settings and store, and they go when it goes (no registry in this module to keep it alive). A
-#: plain attribute read costs a fifth of a WeakKeyDictionary lookup, on every session request.
-_RESOLVED_ATTRIBUTE = "_redis_session_resolved"
-
-
-def sessions_for(application: tornado.web.Application) -> _ApplicationSessions:
-    resolved: Optional[_ApplicationSessions] = getattr(application, _RESOLVED_ATTRIBUTE, None)
-    if resolved is None:
-        resolved = _ApplicationSessions(resolve_settings(application.settings))
-        setattr(application, _RESOLVED_ATTRIBUTE, resolved)
-    return resolved
+async def close_session_stores(application: tornado.web.Application) -> None:
+    """Close the connections the Application's sessions opened on the running loop (and its
+    blocking ones): for a clean shutdown, or a test that starts and stops apps."""
+    backend: Optional[SessionBackend] = getattr(application, _BACKEND_ATTRIBUTE, None)
+    if backend is not None:
+        await backend.aclose()
 
 
 class _TornadoCookie(weakref.ref["_SessionGlue"]):
@@ -163,11 +77,10 @@ class _TornadoCookie(weakref.ref["_SessionGlue"]):
 
     __slots__ = ()
 
-    @property
-    def can_issue(self) -> bool:
-        """Asked before a session is created or given a new id: a request that has finished
-        raises here, before Redis holds a key whose cookie could never be sent."""
-        return self.handler is not None  # the handler property raises for a finished request
+    def check_can_change(self, action: str, issuing: bool) -> None:
+        """Asked before the first Redis command of an operation that changes the cookie."""
+        if self() is None:
+            raise RuntimeError(f"cannot {action}: the request this session belonged to has finished")
 
     @property
     def handler(self) -> _SessionGlue:
@@ -204,10 +117,17 @@ class _TornadoCookie(weakref.ref["_SessionGlue"]):
 
 class _WebSocketCookie(_TornadoCookie):
     """The sink of a WebSocket's session: Tornado refuses set_cookie on one, so its session can be
-    read and written but never created or given a new id (see SessionCore)."""
+    read, written and ended, but never created or given a new id."""
 
     __slots__ = ()
-    can_issue = False  # a constant where the parent asks its handler
+
+    def check_can_change(self, action: str, issuing: bool) -> None:
+        if issuing:
+            raise RedisSessionError(
+                f"cannot {action} here: the new session id would have to be sent in a cookie, and a "
+                "WebSocket cannot set cookies; create the session (or regenerate it) in an ordinary "
+                "request, such as the page that opens the socket"
+            )
 
     def expire(self) -> None:
         pass  # the browser keeps a cookie naming a session that is gone, which reads as none
@@ -227,11 +147,9 @@ class _SessionGlue(_MixinBase):
     #: True once this response sets or expires the session cookie (it must then stay private).
     _session_cookie_sent = False
 
-    def _session_arguments(self) -> Tuple[_ApplicationSessions, Optional[str], _TornadoCookie]:
-        application = self.application
-        # sessions_for() without a call of its own: this runs on every request that touches the session
-        resolved = getattr(application, _RESOLVED_ATTRIBUTE, None) or sessions_for(application)
-        settings = resolved.settings
+    def _session_arguments(self) -> Tuple[SessionBackend, Optional[str], _TornadoCookie]:
+        backend = backend_for(self.application)
+        settings = backend.settings
         session_id = None
         request = self.request
         # With no Cookie header at all (a first visit, most crawlers) there is nothing to parse,
@@ -242,7 +160,7 @@ class _SessionGlue(_MixinBase):
             if morsel is not None:
                 session_id = self._session_id_from_cookie(settings, morsel.value)
         sink = _WebSocketCookie if isinstance(self, tornado.websocket.WebSocketHandler) else _TornadoCookie
-        return resolved, session_id, sink(self)
+        return backend, session_id, sink(self)
 
     def flush(self, include_footers: bool = False) -> Future[None]:
         """Send the headers; a response that used the session says ``Vary: Cookie``, and one that
@@ -298,13 +216,7 @@ class _SessionGlue(_MixinBase):
     @property
     def session_settings(self) -> SessionSettings:
         """The settings this Application resolved (the flags plus its ``redis_session`` setting)."""
-        return sessions_for(self.application).settings
-
-    @property
-    def session_admin(self) -> SessionAdmin:
-        """Per-user session management on this Application's store ("your sessions" pages)."""
-        resolved = sessions_for(self.application)
-        return SessionAdmin(resolved.settings, resolved.store)
+        return backend_for(self.application).settings
 
     def log_exception(self, typ: Any, value: Optional[BaseException], tb: Any) -> None:
         if isinstance(value, SessionUnavailableError):
@@ -340,9 +252,14 @@ class SessionMixin(_SessionGlue):
         """This request's session, built on first access (no Redis command until a field is used)."""
         session = self._redis_session
         if session is None:
-            resolved, session_id, cookie = self._session_arguments()
-            session = self._redis_session = Session(resolved.store, resolved.settings, session_id, cookie)
+            backend, session_id, cookie = self._session_arguments()
+            session = self._redis_session = Session(backend.store, backend.settings, session_id, cookie)
         return session
+
+    @property
+    def session_admin(self) -> SessionAdmin:
+        """Per-user session management on this Application's store ("your sessions" pages)."""
+        return backend_for(self.application).admin()
 
     def flash(self, message: str, category: str = "message") -> None:
         """Queue a message for the next page (sugar for ``self.session.flash``)."""
@@ -364,10 +281,14 @@ class AsyncSessionMixin(_SessionGlue):
         """This request's session, built on first access (no Redis command until a field is used)."""
         session = self._redis_session
         if session is None:
-            resolved, session_id, cookie = self._session_arguments()
-            settings = resolved.settings
-            session = self._redis_session = AsyncSession(async_stores.store_for(settings), settings, session_id, cookie)
+            backend, session_id, cookie = self._session_arguments()
+            session = self._redis_session = AsyncSession(backend.async_store, backend.settings, session_id, cookie)
         return session
+
+    @property
+    def session_admin(self) -> AsyncSessionAdmin:
+        """Per-user session management for coroutine handlers: every method is awaited."""
+        return backend_for(self.application).async_admin()
 
     def flash(self, message: str, category: str = "message") -> Awaitable[None]:
         """``await self.flash(...)``: sugar for ``await self.session.flash(...)``."""

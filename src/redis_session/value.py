@@ -13,9 +13,9 @@ import json
 import math
 import re
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-from .errors import SessionTypeError
+from .errors import SessionTypeError, SessionValueError
 
 TRUE_WORDS = frozenset({b"1", b"true", b"yes", b"on"})
 # What .int accepts: decimal digits with an optional sign (and the spaces Python's int() allows).
@@ -173,10 +173,28 @@ def encode(name: str, value: Any) -> Optional[bytes]:
     )
 
 
-def is_finite_number(amount: Any) -> bool:
-    """``True`` for an int or finite float that is not a bool (what incr() accepts)."""
-    if isinstance(amount, bool):
-        return False
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def encode_amount(name: str, amount: Any) -> Tuple[builtins.str, builtins.str]:
+    """``(amount as text, "int" | "float")`` for ``incr()`` of field ``name``: an int in Redis's
+    64-bit range, or a finite float (not a bool, which is an int to Python only)."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
+        raise SessionTypeError(f"session field {name!r}: incr() takes an int or finite float amount, got {amount!r}")
     if isinstance(amount, int):
-        return True
-    return isinstance(amount, float) and math.isfinite(amount)
+        if not INT64_MIN <= amount <= INT64_MAX:
+            raise SessionValueError(f"session field {name!r}: incr() amount {amount} is outside the 64-bit range Redis counts in")
+        return int.__repr__(amount), "int"
+    return float.__repr__(amount), "float"
+
+
+def encode_flash(message: Any, category: Any) -> bytes:
+    """A flash message as stored: ``category\\0message`` in UTF-8 (the category cannot hold a NUL)."""
+    if not isinstance(message, builtins.str) or not isinstance(category, builtins.str):
+        raise SessionTypeError("flash() takes a str message and a str category")
+    if "\0" in category or not category:
+        raise SessionValueError(f"flash category {category!r} must be non-empty and hold no NUL character")
+    try:
+        return category.encode("utf-8") + b"\0" + message.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise SessionTypeError(f"flash(): the message or category holds characters UTF-8 cannot encode ({error.reason})") from None

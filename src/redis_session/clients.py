@@ -1,0 +1,167 @@
+"""The redis-py (or fakeredis) client behind a store URL, for either I/O model.
+
+One function, :func:`make_client`, builds every client: standalone, Cluster, Sentinel and the
+in-process ``memory://`` store, blocking or asyncio. The classes of each I/O model are named once,
+in :class:`ClientKit`, so an asyncio client is built from asyncio classes throughout (redis-py
+8.2 warns, per process, about a blocking ``Retry`` handed to an asyncio pool). Every client gets
+bounded waits and no hidden retries: the stores decide what may be sent again.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, List, NamedTuple
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.retry
+import redis.sentinel
+from redis.backoff import NoBackoff
+
+from .addresses import CLUSTER_SCHEMES, SENTINEL_SCHEMES, NodesAddress, describe_url, parse_nodes_url
+from .errors import ConfigurationError
+from .settings import SessionSettings
+
+
+class ClientKit(NamedTuple):
+    """The redis-py classes of one I/O model."""
+
+    redis: Any
+    pool: Any
+    retry: Any
+    cluster: Any
+    cluster_node: Any
+    sentinel: Any
+    #: fakeredis' client class name for the memory:// store.
+    fake: str
+    #: Extra options of the standalone connection pool.
+    pool_options: Dict[str, Any]
+
+
+#: Connections one event loop may open to one standalone Redis (redis-py's own default), unless
+#: the URL says ``?max_connections=N``.
+ASYNC_MAX_CONNECTIONS = 100
+#: A blocking client holds a connection only while its thread waits for Redis, so the threads
+#: bound its connections: no cap of its own, unless the URL sets one.
+BLOCKING_MAX_CONNECTIONS = 2**31
+
+# A blocking client gets redis-py's plain pool with no practical cap: a thread past redis-py's
+# default of 100 would fail at once with "Too many connections" (a 503 under a burst of Flask
+# threads), and a blocking pool would cost a lock and a condition per round trip. Coroutines are
+# not bounded by threads, so the asyncio client gets a blocking pool of 100: a request past that
+# waits for a free connection, up to the Redis timeout, instead of failing at once.
+BLOCKING = ClientKit(
+    redis.Redis, redis.ConnectionPool, redis.retry.Retry, redis.cluster.RedisCluster, redis.cluster.ClusterNode,
+    redis.sentinel.Sentinel, "FakeRedis", {"max_connections": BLOCKING_MAX_CONNECTIONS},
+)
+ASYNCIO = ClientKit(
+    redis.asyncio.Redis, redis.asyncio.BlockingConnectionPool, redis.asyncio.retry.Retry,
+    redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode, redis.asyncio.sentinel.Sentinel,
+    "FakeAsyncRedis", {"max_connections": ASYNC_MAX_CONNECTIONS},
+)
+
+
+def make_client(settings: SessionSettings, kit: ClientKit) -> Any:
+    """A client for ``settings.redis_url`` built from ``kit``'s classes.
+
+    :raises ConfigurationError: for a URL redis-py refuses.
+    :raises redis.exceptions.RedisError: when building it already needs the store and it does not
+        answer (redis-py's cluster client reads the slot map when it is created).
+    """
+    scheme = urlsplit(settings.redis_url).scheme.lower()
+    if scheme == "memory":
+        import fakeredis  # memory_server() has already told the user how to install it
+
+        return getattr(fakeredis, kit.fake)(server=memory_server(settings.redis_url))
+    timeouts = {"socket_timeout": settings.redis_timeout, "socket_connect_timeout": settings.redis_timeout}
+    no_retries = kit.retry(NoBackoff(), 0)
+    if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
+        return _nodes_client(parse_nodes_url(settings.redis_url), kit, timeouts, no_retries)
+    pool_options = dict(kit.pool_options)
+    if kit is ASYNCIO:
+        pool_options["timeout"] = settings.redis_timeout  # the wait for a free connection
+    try:
+        pool = kit.pool.from_url(settings.redis_url, retry=no_retries, health_check_interval=30, **timeouts, **pool_options)
+    except ValueError as error:
+        raise ConfigurationError(f"session-redis: {describe_url(settings.redis_url)!r}: {error}") from None
+    client = kit.redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as from_url() does: closing the client closes its pool
+    return client
+
+
+def _nodes_client(address: NodesAddress, kit: ClientKit, timeouts: Dict[str, float], no_retries: Any) -> Any:
+    """redis-py's own Cluster or Sentinel client: no home-made routing or failover logic."""
+    if address.kind == "cluster":
+        nodes = [kit.cluster_node(host, port) for host, port in address.nodes]
+        return kit.cluster(startup_nodes=nodes, retry=no_retries, **timeouts, **address.connection_options())
+    sentinel = kit.sentinel(list(address.nodes), sentinel_kwargs={**timeouts, **address.sentinel_options()}, **timeouts)
+    return sentinel.master_for(address.service_name, db=address.db, retry=no_retries, **address.connection_options())
+
+
+def sentinel_pool(client: Any) -> Any:
+    """The client's sentinel-managed connection pool (it can say who the master is), or ``None``."""
+    pool = getattr(client, "connection_pool", None)
+    return pool if callable(getattr(pool, "get_master_address", None)) else None
+
+
+def sentinel_clients(client: Any) -> List[Any]:
+    """The clients a sentinel-managed client keeps on the sentinels themselves (closed with it)."""
+    manager = getattr(sentinel_pool(client), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
+
+
+def wait_target(client: Any, key: str) -> Dict[str, Any]:
+    """Where WAIT must go to count the replicas of a write to ``key``: on a cluster, the primary
+    that owns the key (redis-py would otherwise send a keyless WAIT to every node and add the
+    replies). WAIT counts only the writes of its own connection, so it shares their pipeline."""
+    get_node_from_key = getattr(client, "get_node_from_key", None)
+    return {} if get_node_from_key is None else {"target_nodes": get_node_from_key(key)}
+
+
+def primaries(client: Any) -> List[Any]:
+    """One blocking client per primary: every master of a cluster, or the client itself.
+
+    Each talks to its own node only, so a pipeline sent on it reads that node's keys in one
+    round trip (what SCAN on that node found lives there, barring a slot migration).
+    """
+    get_primaries = getattr(client, "get_primaries", None)
+    if get_primaries is None:
+        return [client]
+    return [client.get_redis_connection(node) for node in get_primaries()]
+
+
+_memory_servers: Dict[str, Any] = {}
+_memory_lock = threading.Lock()
+
+
+def memory_server(url: str) -> Any:
+    """The in-process server named by ``url`` (``memory://`` or ``memory://name``).
+
+    Every client for one name shares one server, blocking and asyncio alike, so two applications
+    in one process see the same sessions, as they would on one Redis. Data lives as long as the
+    process, or until :func:`forget_memory_server`. Tests that want a store of their own use a
+    name of their own (see :mod:`redis_session.testing`).
+    """
+    try:
+        import fakeredis
+    except ImportError:
+        raise ConfigurationError(
+            "session-redis: memory:// needs fakeredis; install it with pip install 'redis_session[memory]'"
+        ) from None
+    name = urlsplit(url).netloc or "default"
+    with _memory_lock:
+        server = _memory_servers.get(name)
+        if server is None:
+            server = _memory_servers[name] = fakeredis.FakeServer()
+    return server
+
+
+def forget_memory_server(url: str) -> None:
+    """Drop the in-process server named by ``url`` and its data (the next client gets a new one)."""
+    with _memory_lock:
+        _memory_servers.pop(urlsplit(url).netloc or "default", None)

@@ -1,0 +1,235 @@
+"""Every session under a prefix, primary by primary: what the admin command counts, lists, shows
+and purges.
+
+Whole-store work is SCAN based (never KEYS) and blocking, page by page: each SCAN page of a
+primary is read in one pipelined round trip on that same primary, and ``on_page`` hears of it at
+once (a progress display; nothing holds the whole keyspace). Sessions are named by their public
+handle, never by id. Ending a session goes through :class:`~redis_session.admin.AdminCore`, the
+same script and WAIT policy as a logout.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar
+
+from .admin import AdminCore, session_handle
+from .clients import primaries
+from .operation import drive
+from .protocol import CREATED_FIELD, USER_FIELD, session_key, session_key_pattern, user_index_key, user_index_pattern
+from .settings import SessionSettings
+from .store import STORE_ERRORS, Store
+from .user_index import PENDING_PREFIX
+
+T = TypeVar("T")
+#: Keys asked for per SCAN call; each page is then read in one pipelined round trip.
+SCAN_COUNT = 1000
+#: ``on_page(count, detail)``: a page of ``count`` items is done (``detail``: which primary).
+OnPage = Callable[[int, str], None]
+
+
+def _ignore_page(count: int, detail: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """What a listing shows of one session."""
+
+    handle: str
+    user: Optional[str]
+    created: Optional[float]
+    ttl: int
+
+
+@dataclass(frozen=True)
+class SessionDetails:
+    """Everything stored for one session, bookkeeping fields included."""
+
+    handle: str
+    ttl: int
+    fields: Dict[str, str]
+
+
+class Inventory:
+    """Whole-store views of one store and prefix, for the admin command."""
+
+    def __init__(self, settings: SessionSettings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    def _guard(self, action: Callable[[], T]) -> T:
+        """Run one client call; an outage becomes SessionUnavailableError, as for any store call."""
+        try:
+            return action()
+        except STORE_ERRORS as error:
+            self.store.rules.fail(error)
+
+    def primaries(self) -> List[Any]:
+        """One client per primary (every master of a cluster, or the single server)."""
+        return self._guard(lambda: primaries(self.store.client))
+
+    def _scan_pages(self, primary: Any, pattern: str, count: int) -> Iterator[List[bytes]]:
+        cursor = 0
+        while True:
+            cursor, keys = self._guard(partial(primary.scan, cursor, match=pattern, count=count))
+            if keys:
+                yield list(dict.fromkeys(keys))  # SCAN may name a key twice within a page
+            if not int(cursor):
+                return
+
+    def _session_pages(self, primary: Any, count: int) -> Iterator[List[str]]:
+        """The session ids on one primary, one SCAN page at a time."""
+        head = len(session_key(self.settings.prefix, ""))
+        for keys in self._scan_pages(primary, session_key_pattern(self.settings.prefix), count):
+            yield [key.decode("utf-8", "replace")[head:] for key in keys]
+
+    def _pipelined(self, primary: Any, commands: List[Tuple[str, Tuple[Any, ...]]]) -> List[Any]:
+        pipeline = primary.pipeline(transaction=False)
+        for method, args in commands:
+            getattr(pipeline, method)(*args)
+        return self._guard(partial(pipeline.execute, raise_on_error=False))
+
+    def _each_session(self, on_page: OnPage, count: int) -> Iterator[Tuple[Any, List[str], str]]:
+        """``(primary, page of new ids, detail)`` for every SCAN page of every primary."""
+        nodes = self.primaries()
+        seen: Set[str] = set()
+        for number, primary in enumerate(nodes, 1):
+            detail = f" (primary {number}/{len(nodes)})" if len(nodes) > 1 else ""
+            for page in self._session_pages(primary, count):
+                fresh = [session_id for session_id in page if session_id not in seen]
+                seen.update(fresh)
+                yield primary, fresh, detail
+                on_page(len(fresh), detail)
+
+    def stats(self, on_page: OnPage = _ignore_page, count: int = SCAN_COUNT) -> Dict[str, Any]:
+        """Sessions, memory, TTL spread and per-user counts, from one scan of every primary."""
+        live: Set[str] = set()
+        ttls: List[int] = []
+        memory = persistent = 0
+        for primary, page, _ in self._each_session(on_page, count):
+            keys = [session_key(self.settings.prefix, session_id) for session_id in page]
+            replies = self._pipelined(primary, [command for key in keys for command in (("ttl", (key,)), ("memory_usage", (key,)))])
+            for session_id, key, ttl, used in zip(page, keys, replies[0::2], replies[1::2]):
+                if isinstance(ttl, Exception):  # e.g. MOVED: the slot migrated since the scan
+                    ttl = self._guard(partial(self.store.client.ttl, key))
+                if ttl == -2:
+                    continue  # expired or deleted since the scan
+                live.add(session_id)
+                memory += used if isinstance(used, int) else 0
+                if ttl >= 0:
+                    ttls.append(ttl)
+                else:
+                    persistent += 1
+        per_user, in_flight, stale = self._user_counts(live, on_page, count)
+        spread: Dict[str, int] = {}
+        if ttls:
+            ordered = sorted(ttls)
+            spread = {"min": ordered[0], "median": int(statistics.median(ordered)),
+                      "p90": nearest_rank(ordered, 0.9), "max": ordered[-1]}
+        return {
+            "store": self.store.name, "prefix": self.settings.prefix, "primaries": len(self.primaries()),
+            "sessions": len(live), "sessions_without_ttl": persistent, "memory_bytes": memory,
+            "memory_per_session": round(memory / len(live)) if live else 0, "ttl_seconds": spread,
+            "users": len(per_user), "sessions_per_user": per_user,
+            "signins_in_flight": in_flight, "stale_index_entries": stale,
+        }
+
+    def _user_counts(self, live: Set[str], on_page: OnPage, count: int) -> Tuple[Dict[str, int], int, int]:
+        """Live sessions per user (index entries whose session the scan found), sign-ins in flight
+        (``pending:`` entries) and index entries of sessions that are gone (pruned lazily)."""
+        per_user: Dict[str, int] = {}
+        in_flight = stale = 0
+        head = len(user_index_key(self.settings.prefix, ""))
+        for primary in self.primaries():
+            for keys in self._scan_pages(primary, user_index_pattern(self.settings.prefix), count):
+                for key, members in zip(keys, self._pipelined(primary, [("zrange", (key, 0, -1)) for key in keys])):
+                    if isinstance(members, Exception):
+                        continue  # another type, or moved away since the scan
+                    user = key.decode("utf-8", "replace")[head:]
+                    entries = [member.decode("utf-8", "replace") for member in members]
+                    alive = sum(1 for entry in entries if entry in live)
+                    pending = sum(1 for entry in entries if entry.startswith(PENDING_PREFIX))
+                    in_flight += pending
+                    stale += len(entries) - alive - pending
+                    if alive:
+                        per_user[user] = per_user.get(user, 0) + alive
+        return per_user, in_flight, stale
+
+    def rows(self, on_page: OnPage = _ignore_page, count: int = SCAN_COUNT) -> List[SessionRow]:
+        """Every session still there: handle, bound user, creation time, TTL."""
+        rows: List[SessionRow] = []
+        for primary, page, _ in self._each_session(on_page, count):
+            keys = [session_key(self.settings.prefix, session_id) for session_id in page]
+            replies = self._pipelined(
+                primary, [command for key in keys for command in (("hmget", (key, [USER_FIELD, CREATED_FIELD])), ("ttl", (key,)))]
+            )
+            for session_id, fields, ttl in zip(page, replies[0::2], replies[1::2]):
+                if isinstance(fields, Exception) or not isinstance(ttl, int) or ttl == -2:
+                    continue  # gone since the scan, moved away, or not a hash
+                user, created = fields
+                rows.append(SessionRow(
+                    session_handle(session_id),
+                    user.decode("utf-8", "replace") if user is not None else None,
+                    float(created) if created is not None and created.isdigit() else None,
+                    ttl,
+                ))
+        return rows
+
+    def find(self, handle: str) -> Optional[str]:
+        """The id of the session whose handle is ``handle`` (a scan: ids are not stored by handle)."""
+        for primary in self.primaries():
+            for page in self._session_pages(primary, SCAN_COUNT):
+                for session_id in page:
+                    if session_handle(session_id) == handle:
+                        return session_id
+        return None
+
+    def show(self, handle: str) -> Optional[SessionDetails]:
+        """Everything stored for the session ``handle`` names, or ``None`` if there is none."""
+        session_id = self.find(handle)
+        if session_id is None:
+            return None
+        key = session_key(self.settings.prefix, session_id)
+        kind, fields, ttl = self._pipelined(self.store.client, [("type", (key,)), ("hgetall", (key,)), ("ttl", (key,))])
+        if kind != b"hash" or isinstance(fields, Exception):
+            return None
+        decoded = {name.decode("utf-8", "replace"): value.decode("utf-8", "replace") for name, value in fields.items()}
+        return SessionDetails(handle, int(ttl), decoded)
+
+    def key_type(self, handle: str) -> str:
+        """What the key of the session ``handle`` names holds (``"none"``: no such key), to say why
+        :meth:`show` or :meth:`delete` found no session there."""
+        session_id = self.find(handle)
+        if session_id is None:
+            return "none"
+        kind = self._guard(partial(self.store.client.type, session_key(self.settings.prefix, session_id)))
+        return kind.decode("ascii", "replace") if isinstance(kind, bytes) else str(kind)
+
+    def delete(self, handle: str) -> bool:
+        """End the session ``handle`` names, as a logout would; ``False`` if there is none."""
+        session_id = self.find(handle)
+        return session_id is not None and drive(AdminCore(self.settings).end(session_id), self.store.execute)
+
+    def purge(self, on_page: OnPage = _ignore_page) -> int:
+        """Delete every session and user index under the prefix; returns how many keys went."""
+        deleted = 0
+        for pattern in (session_key_pattern(self.settings.prefix), user_index_pattern(self.settings.prefix)):
+            for primary in self.primaries():
+                # deleting while scanning is safe: SCAN still returns every key that stays
+                for keys in self._scan_pages(primary, pattern, 500):
+                    # one key per DEL: keys of a cluster primary may still sit in different slots
+                    gone = sum(int(result) for result in self._pipelined(primary, [("delete", (key,)) for key in keys]))
+                    deleted += gone
+                    on_page(gone, "")
+        return deleted
+
+
+def nearest_rank(ordered: List[int], fraction: float) -> int:
+    """The nearest-rank percentile of sorted values: the smallest value with at least
+    ``fraction`` of all values at or below it (p90 of [100, 200] is 200)."""
+    rank = -(-len(ordered) * round(fraction * 100) // 100)  # ceil without float error
+    return ordered[max(rank, 1) - 1]
+

@@ -1,0 +1,96 @@
+"""What the session core, the Lua scripts and the stores agree on: calls, keys, status codes.
+
+It imports no client and no framework, so the core can say what each operation does without any
+I/O, and the scripts, the pipelines and both stores read the same names. The status codes and the
+reserved field names are written once, here: :mod:`redis_session.scripts` builds its Lua source
+from them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, NamedTuple, Tuple
+
+#: One plain command of a ``COMMANDS`` call: ``(redis-py method name, arguments)``.
+Command = Tuple[str, Tuple[Any, ...]]
+
+
+class Call(NamedTuple):
+    """One thing the core asks a store to run: a script, or one of the plain :data:`PIPELINES`."""
+
+    script: str
+    key: str
+    args: Tuple[Any, ...]
+    #: Safe to send twice: a read or an absolute write. incr, flash and flashes are not, so a
+    #: store never sends them again when it cannot tell whether the first one ran.
+    idempotent: bool
+
+
+class Status(enum.IntEnum):
+    """The first element of every script reply."""
+
+    OK = 1
+    #: The session does not exist (never did, expired, or was ended).
+    GONE = 0
+    #: A freshly minted id already names a key (the random source is broken, or an attack).
+    TAKEN = -1
+    #: The write would take the session past session-max-fields.
+    TOO_MANY_FIELDS = -2
+    #: ``incr()`` found a field Redis cannot add to; the reply's second element says why.
+    FIELD_ERROR = -3
+    #: The key holds something other than a hash.
+    CORRUPT = -4
+
+
+#: Field names the library keeps for itself; user fields can never start with it, so
+#: bookkeeping and user data cannot collide, and iteration hides it.
+RESERVED_PREFIX = "__rs:"
+CREATED_FIELD = RESERVED_PREFIX + "created"
+USER_FIELD = RESERVED_PREFIX + "user"
+FLASH_PREFIX = RESERVED_PREFIX + "flash:"
+FLASH_SEQUENCE_FIELD = RESERVED_PREFIX + "flashseq"
+
+#: Calls that stores run as plain commands instead of scripts (see :mod:`redis_session.pipelines`).
+PLAIN_READ = "plain_read"
+COMMANDS = "commands"
+PIPELINES = frozenset({PLAIN_READ, COMMANDS})
+#: Calls that end a session: a store with session-redis-wait-replicas follows them with WAIT.
+ENDING_SCRIPTS = frozenset({"destroy", "take"})
+
+
+def session_key(prefix: str, session_id: str) -> str:
+    """The Redis key of a session; the layout redis-session 0.2.1 used, so sessions carry over."""
+    return f"{prefix}:sessions:{session_id}"
+
+
+def user_index_key(prefix: str, user_id: str) -> str:
+    """The sorted set of one user's sessions (a key of its own: see ``bind_user``)."""
+    return f"{prefix}:users:{user_id}"
+
+
+def session_key_pattern(prefix: str) -> str:
+    """The SCAN pattern of every session key under ``prefix``."""
+    return glob_escape(f"{prefix}:sessions:") + "*"
+
+
+def user_index_pattern(prefix: str) -> str:
+    """The SCAN pattern of every user index under ``prefix``."""
+    return glob_escape(f"{prefix}:users:") + "*"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+class Opening(str, enum.Enum):
+    """How a script opens the session key it was sent (its third argument)."""
+
+    #: A freshly minted id: the key must not exist yet; it is created with its creation time.
+    NEW = "new"
+    #: The session the request holds: it must exist, and its TTL is refreshed.
+    EXISTING = "old"
+    #: As EXISTING, but this request refreshed the TTL a moment ago, so it is left alone.
+    EXISTING_FRESH = "warm"
+    #: regenerate()'s second half: the fields taken from the old key are written to a new one.
+    COPY = "copy"

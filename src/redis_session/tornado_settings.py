@@ -1,0 +1,91 @@
+"""Tornado's side of the settings: the ``--session-*`` flags and an Application's
+``redis_session={...}`` setting, resolved into one :class:`~redis_session.settings.SessionSettings`.
+
+The flags are defined on :data:`tornado.options.options` when
+:mod:`redis_session.tornado_session` is imported, so ``parse_command_line()`` and
+``parse_config_file()`` see them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping
+
+from tornado.options import OptionParser, options
+
+from .errors import ConfigurationError
+from .settings import SETTINGS, SessionSettings, normalise_name
+
+
+def define_flags(parser: OptionParser = options) -> None:
+    """Define every ``--session-*`` flag on ``parser`` (skipping any already defined)."""
+    for setting in SETTINGS:
+        flag = f"session-{setting.name}"
+        if flag not in parser:
+            parser.define(flag, default=setting.default, type=setting.type, help=setting.help, group="redis_session")
+
+
+
+def flag_values(parser: OptionParser = options) -> Dict[str, Any]:
+    """The current value of every ``--session-*`` flag, by setting name."""
+    return {setting.name: parser[f"session-{setting.name}"] for setting in SETTINGS}
+
+
+def resolve_settings(application_settings: Mapping[str, Any], parser: OptionParser = options) -> SessionSettings:
+    """Settings for one Application: the flags, overridden by its ``redis_session`` setting.
+
+    :raises ConfigurationError: listing every invalid value, or naming a missing ``cookie_secret``.
+    """
+    problems = _cookie_secret_problems(application_settings)
+    values = flag_values(parser)
+    overrides = application_settings.get("redis_session") or {}
+    if not isinstance(overrides, Mapping):
+        problems.append(f"the Application setting redis_session must be a dict, got {type(overrides).__name__}")
+        overrides = {}
+    for name in overrides:
+        if not isinstance(name, str):
+            problems.append(f"the Application setting redis_session has a key {name!r}; keys are setting names (str)")
+    # None means "not overridden": the flag's value stands, as if the key were not there
+    overrides = {name: value for name, value in overrides.items() if isinstance(name, str) and value is not None}
+    values.update({normalise_name(name): value for name, value in overrides.items()})
+
+    def describe(name: str) -> str:
+        if name in {normalise_name(key) for key in overrides}:
+            return f"redis_session[{name!r}]"
+        return f"--session-{name}"
+
+    try:
+        settings = SessionSettings.from_mapping(values, describe)
+    except ConfigurationError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise ConfigurationError(problems)
+    return settings
+
+
+def _cookie_secret_problems(application_settings: Mapping[str, Any]) -> List[str]:
+    """Why Tornado could not sign the session cookie with this Application's settings.
+
+    Checked here, before the first session write: Tornado only finds a bad secret when it signs
+    the cookie, after the session key already exists in Redis.
+    """
+    secret = application_settings.get("cookie_secret")
+    if not secret:
+        return [
+            "the Application has no 'cookie_secret' setting; the session-id cookie is signed with it, "
+            "so pass cookie_secret=... (a long random string, or a dict of them with key_version) "
+            "to tornado.web.Application"
+        ]
+    if not isinstance(secret, dict):  # Tornado treats only a dict as a set of rotating keys
+        return []
+    key_version = application_settings.get("key_version")
+    if key_version is None:
+        return [
+            "the Application's 'cookie_secret' is a dict of keys but it has no 'key_version' setting; "
+            f"pass key_version=... naming the key new cookies are signed with (one of {sorted(secret, key=repr)})"
+        ]
+    if key_version not in secret:
+        return [
+            f"the Application's 'key_version' {key_version!r} is not a key of its 'cookie_secret' dict "
+            f"(keys: {sorted(secret, key=repr)}); new cookies could not be signed"
+        ]
+    return []
