@@ -371,19 +371,7 @@ class SentinelServer(RedisServer):
         if not self.binary:
             unavailable("redis-server is not installed (apt-get install -y redis-server)")
         self.process = self.spawn([str(self.binary), self.config_path, "--sentinel"])
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                unavailable(f"sentinel on port {self.port} exited at start with code "
-                            f"{self.process.returncode}: {self.log_tail()}")
-            try:
-                if self.answers_as_itself():
-                    return self
-            except redis.exceptions.ConnectionError:
-                pass
-            time.sleep(0.02)
-        self.stop()
-        unavailable(f"sentinel on port {self.port} did not answer PING within {deadline_seconds}s")
+        self.wait_answering("sentinel", deadline_seconds)
         return self
 
 
