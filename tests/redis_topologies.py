@@ -86,11 +86,37 @@ def info_section(client: redis.Redis[bytes], command: str) -> Dict[str, str]:
     return fields
 
 
-def flags_of(state: Any) -> Set[str]:
-    """The ``flags`` of a ``SENTINEL MASTER`` / ``SENTINEL REPLICAS`` entry as a set (redis-py gives
-    the comma-separated text over RESP2 and a set over RESP3)."""
-    flags = state.get("flags", "")
-    return set(flags) if isinstance(flags, (set, frozenset, list)) else set(str(flags).split(","))
+def text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def sentinel_command(client: redis.Redis[bytes], *words: str) -> Any:
+    """``SENTINEL <words...>`` with the reply as the server sent it. Each word goes as its own
+    argument, so redis-py looks up no reply parser (its parsers are keyed by "SENTINEL MASTER"
+    and the like, and the one behind ``sentinel_master()`` is broken in redis-py 6.3 to 7.0)."""
+    return client.execute_command("SENTINEL", *words)
+
+
+def sentinel_state(reply: Any) -> Dict[str, str]:
+    """One ``SENTINEL MASTER`` / ``SENTINEL REPLICAS`` entry as ``{field: text}``: over RESP2 a flat
+    list of names and values, over RESP3 a map."""
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+    return {text_of(name): text_of(value) for name, value in pairs}
+
+
+def sentinel_master_state(client: redis.Redis[bytes]) -> Dict[str, str]:
+    """What the sentinel behind ``client`` knows of the master (``SENTINEL MASTER mymaster``)."""
+    return sentinel_state(sentinel_command(client, "MASTER", SERVICE_NAME))
+
+
+def sentinel_replica_states(client: redis.Redis[bytes]) -> List[Dict[str, str]]:
+    """What the sentinel behind ``client`` knows of each replica (``SENTINEL REPLICAS mymaster``)."""
+    return [sentinel_state(entry) for entry in sentinel_command(client, "REPLICAS", SERVICE_NAME)]
+
+
+def flags_of(state: Dict[str, str]) -> Set[str]:
+    """The comma-separated ``flags`` of a :func:`sentinel_state` as a set."""
+    return set(state.get("flags", "").split(",")) - {""}
 
 
 def role_of(client: redis.Redis[bytes]) -> str:
@@ -413,14 +439,14 @@ class SentinelSetup:
         for sentinel in self.sentinels:
             client = sentinel.client()
             try:
-                reply = client.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME", SERVICE_NAME)
+                reply = sentinel_command(client, "GET-MASTER-ADDR-BY-NAME", SERVICE_NAME)
             except redis.exceptions.RedisError:
                 reply = None
             finally:
                 client.close()
             if reply:
                 host, port = reply
-                answers.append((host.decode() if isinstance(host, bytes) else str(host), int(port)))
+                answers.append((text_of(host), int(port)))
             else:
                 answers.append(None)
         return answers
@@ -476,19 +502,19 @@ class SentinelSetup:
         for sentinel in self.sentinels:
             client = sentinel.client()
             try:
-                state = client.sentinel_master(SERVICE_NAME)
-                if not state.get("is_master") or state.get("is_sdown") or state.get("is_odown"):
+                state = sentinel_master_state(client)
+                if "master" not in flags_of(state) or flags_of(state) & {"s_down", "o_down"}:
                     return False
                 if int(state.get("num-other-sentinels", 0)) != len(self.sentinels) - 1:
                     return False
-                replicas = client.sentinel_slaves(SERVICE_NAME)
+                replicas = sentinel_replica_states(client)
             finally:
                 client.close()
             # (a sentinel's copy of the replica's link status is refreshed only every 10 s, so
             # the replica's own INFO above is what says it is in sync)
             good = [
                 replica for replica in replicas
-                if not replica.get("is_sdown") and not replica.get("is_odown")
+                if not flags_of(replica) & {"s_down", "o_down"}
                 and int(replica.get("port", 0)) in {server.port for server in self.data_nodes}
             ]
             if len(good) != len(self.data_nodes) - 1:
@@ -587,8 +613,8 @@ class SentinelSetup:
         """
         client = sentinel.client()
         try:
-            state = client.sentinel_master(SERVICE_NAME)
-            replicas = client.sentinel_slaves(SERVICE_NAME)
+            state = sentinel_master_state(client)
+            replicas = sentinel_replica_states(client)
         finally:
             client.close()
         master_flags = flags_of(state)
