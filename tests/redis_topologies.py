@@ -201,6 +201,8 @@ class RedisCluster:
                 output = (created.stdout + created.stderr).decode(errors="replace")[-2000:]
                 unavailable(f"redis-cli --cluster create failed with code {created.returncode}: {output}")
             self.wait_healthy(deadline_seconds)
+            if self.replicas_per_master:
+                self.wait_replicas_online(deadline_seconds)
         except BaseException:
             self.cleanup()
             raise
@@ -313,6 +315,33 @@ class RedisCluster:
 
     def wait_healthy(self, deadline_seconds: float = 30.0) -> None:
         wait_until(self.healthy, deadline_seconds, "the cluster reaching cluster_state:ok on every node")
+
+    def replicas_online(self) -> bool:
+        """Every master serving slots counts its replica as attached and online in its own
+        ``INFO replication`` (``connected_slaves`` >= 1, ``slave0`` with ``state=online``).
+
+        :meth:`healthy` asks the replicas (``master_link_status:up``), but a master lists a
+        replica as online a moment later, at the end of the full sync; until then a ``WAIT 1``
+        on that master counts no replica and times out."""
+        for master in self.masters():
+            client = master.client()
+            try:
+                replication = client.info("replication")
+            finally:
+                client.close()
+            if int(replication.get("connected_slaves", 0)) < 1:
+                return False
+            # "slave0:ip=127.0.0.1,port=...,state=online,...", which redis-py parses into a dict
+            replica = replication.get("slave0")
+            if not isinstance(replica, dict):
+                replica = dict(item.partition("=")[::2] for item in text_of(replica or "").split(","))
+            if text_of(replica.get("state", "")) != "online":
+                return False
+        return True
+
+    def wait_replicas_online(self, deadline_seconds: float = 30.0) -> None:
+        wait_until(self.replicas_online, deadline_seconds,
+                   "every cluster master reporting its replica connected and online")
 
     # -- faults --------------------------------------------------------------------------------
 
