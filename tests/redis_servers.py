@@ -100,19 +100,31 @@ class RedisServer:
             *self.extra_args,
         ]
         self.process = self.spawn(arguments)
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                unavailable(f"redis-server on port {self.port} exited at start with code "
-                            f"{self.process.returncode}: {self.log_tail()}")
-            try:
-                if self.answers_as_itself():
-                    return self
-            except redis.exceptions.ConnectionError:
-                pass
-            time.sleep(0.02)
-        self.stop()
-        unavailable(f"redis-server on port {self.port} did not answer PING within {deadline_seconds}s")
+        return self.wait_answering("redis-server", deadline_seconds)
+
+    def wait_answering(self, what: str, deadline_seconds: float) -> RedisServer:
+        """Wait until the spawned process answers as itself (:meth:`answers_as_itself`). A process
+        that does not, or a probe that fails in an unexpected way, is stopped before the error
+        leaves: no server outlives a failed start (its ``Popen`` would warn when collected)."""
+        assert self.process is not None
+        try:
+            deadline = time.monotonic() + deadline_seconds
+            last_error: Optional[BaseException] = None
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    unavailable(f"{what} on port {self.port} exited at start with code "
+                                f"{self.process.returncode}: {self.log_tail()}")
+                try:
+                    if self.answers_as_itself():
+                        return self
+                except redis.exceptions.ConnectionError as error:
+                    last_error = error
+                time.sleep(0.02)
+            suffix = f" (last error: {type(last_error).__name__}: {last_error})" if last_error else ""
+            unavailable(f"{what} on port {self.port} did not answer PING within {deadline_seconds}s{suffix}")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def answers_as_itself(self) -> bool:

@@ -86,11 +86,37 @@ def info_section(client: redis.Redis[bytes], command: str) -> Dict[str, str]:
     return fields
 
 
-def flags_of(state: Any) -> Set[str]:
-    """The ``flags`` of a ``SENTINEL MASTER`` / ``SENTINEL REPLICAS`` entry as a set (redis-py gives
-    the comma-separated text over RESP2 and a set over RESP3)."""
-    flags = state.get("flags", "")
-    return set(flags) if isinstance(flags, (set, frozenset, list)) else set(str(flags).split(","))
+def text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def sentinel_command(client: redis.Redis[bytes], *words: str) -> Any:
+    """``SENTINEL <words...>`` with the reply as the server sent it. Each word goes as its own
+    argument, so redis-py looks up no reply parser (its parsers are keyed by "SENTINEL MASTER"
+    and the like, and the one behind ``sentinel_master()`` is broken in redis-py 6.3 to 7.0)."""
+    return client.execute_command("SENTINEL", *words)
+
+
+def sentinel_state(reply: Any) -> Dict[str, str]:
+    """One ``SENTINEL MASTER`` / ``SENTINEL REPLICAS`` entry as ``{field: text}``: over RESP2 a flat
+    list of names and values, over RESP3 a map."""
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+    return {text_of(name): text_of(value) for name, value in pairs}
+
+
+def sentinel_master_state(client: redis.Redis[bytes]) -> Dict[str, str]:
+    """What the sentinel behind ``client`` knows of the master (``SENTINEL MASTER mymaster``)."""
+    return sentinel_state(sentinel_command(client, "MASTER", SERVICE_NAME))
+
+
+def sentinel_replica_states(client: redis.Redis[bytes]) -> List[Dict[str, str]]:
+    """What the sentinel behind ``client`` knows of each replica (``SENTINEL REPLICAS mymaster``)."""
+    return [sentinel_state(entry) for entry in sentinel_command(client, "REPLICAS", SERVICE_NAME)]
+
+
+def flags_of(state: Dict[str, str]) -> Set[str]:
+    """The comma-separated ``flags`` of a :func:`sentinel_state` as a set."""
+    return set(state.get("flags", "").split(",")) - {""}
 
 
 def role_of(client: redis.Redis[bytes]) -> str:
@@ -175,6 +201,8 @@ class RedisCluster:
                 output = (created.stdout + created.stderr).decode(errors="replace")[-2000:]
                 unavailable(f"redis-cli --cluster create failed with code {created.returncode}: {output}")
             self.wait_healthy(deadline_seconds)
+            if self.replicas_per_master:
+                self.wait_replicas_online(deadline_seconds)
         except BaseException:
             self.cleanup()
             raise
@@ -288,6 +316,33 @@ class RedisCluster:
     def wait_healthy(self, deadline_seconds: float = 30.0) -> None:
         wait_until(self.healthy, deadline_seconds, "the cluster reaching cluster_state:ok on every node")
 
+    def replicas_online(self) -> bool:
+        """Every master serving slots counts its replica as attached and online in its own
+        ``INFO replication`` (``connected_slaves`` >= 1, ``slave0`` with ``state=online``).
+
+        :meth:`healthy` asks the replicas (``master_link_status:up``), but a master lists a
+        replica as online a moment later, at the end of the full sync; until then a ``WAIT 1``
+        on that master counts no replica and times out."""
+        for master in self.masters():
+            client = master.client()
+            try:
+                replication = client.info("replication")
+            finally:
+                client.close()
+            if int(replication.get("connected_slaves", 0)) < 1:
+                return False
+            # "slave0:ip=127.0.0.1,port=...,state=online,...", which redis-py parses into a dict
+            replica = replication.get("slave0")
+            if not isinstance(replica, dict):
+                replica = dict(item.partition("=")[::2] for item in text_of(replica or "").split(","))
+            if text_of(replica.get("state", "")) != "online":
+                return False
+        return True
+
+    def wait_replicas_online(self, deadline_seconds: float = 30.0) -> None:
+        wait_until(self.replicas_online, deadline_seconds,
+                   "every cluster master reporting its replica connected and online")
+
     # -- faults --------------------------------------------------------------------------------
 
     def kill_master(self, index: int, deadline_seconds: float = 30.0) -> float:
@@ -371,19 +426,7 @@ class SentinelServer(RedisServer):
         if not self.binary:
             unavailable("redis-server is not installed (apt-get install -y redis-server)")
         self.process = self.spawn([str(self.binary), self.config_path, "--sentinel"])
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                unavailable(f"sentinel on port {self.port} exited at start with code "
-                            f"{self.process.returncode}: {self.log_tail()}")
-            try:
-                if self.answers_as_itself():
-                    return self
-            except redis.exceptions.ConnectionError:
-                pass
-            time.sleep(0.02)
-        self.stop()
-        unavailable(f"sentinel on port {self.port} did not answer PING within {deadline_seconds}s")
+        self.wait_answering("sentinel", deadline_seconds)
         return self
 
 
@@ -425,14 +468,14 @@ class SentinelSetup:
         for sentinel in self.sentinels:
             client = sentinel.client()
             try:
-                reply = client.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME", SERVICE_NAME)
+                reply = sentinel_command(client, "GET-MASTER-ADDR-BY-NAME", SERVICE_NAME)
             except redis.exceptions.RedisError:
                 reply = None
             finally:
                 client.close()
             if reply:
                 host, port = reply
-                answers.append((host.decode() if isinstance(host, bytes) else str(host), int(port)))
+                answers.append((text_of(host), int(port)))
             else:
                 answers.append(None)
         return answers
@@ -488,19 +531,19 @@ class SentinelSetup:
         for sentinel in self.sentinels:
             client = sentinel.client()
             try:
-                state = client.sentinel_master(SERVICE_NAME)
-                if not state.get("is_master") or state.get("is_sdown") or state.get("is_odown"):
+                state = sentinel_master_state(client)
+                if "master" not in flags_of(state) or flags_of(state) & {"s_down", "o_down"}:
                     return False
                 if int(state.get("num-other-sentinels", 0)) != len(self.sentinels) - 1:
                     return False
-                replicas = client.sentinel_slaves(SERVICE_NAME)
+                replicas = sentinel_replica_states(client)
             finally:
                 client.close()
             # (a sentinel's copy of the replica's link status is refreshed only every 10 s, so
             # the replica's own INFO above is what says it is in sync)
             good = [
                 replica for replica in replicas
-                if not replica.get("is_sdown") and not replica.get("is_odown")
+                if not flags_of(replica) & {"s_down", "o_down"}
                 and int(replica.get("port", 0)) in {server.port for server in self.data_nodes}
             ]
             if len(good) != len(self.data_nodes) - 1:
@@ -599,8 +642,8 @@ class SentinelSetup:
         """
         client = sentinel.client()
         try:
-            state = client.sentinel_master(SERVICE_NAME)
-            replicas = client.sentinel_slaves(SERVICE_NAME)
+            state = sentinel_master_state(client)
+            replicas = sentinel_replica_states(client)
         finally:
             client.close()
         master_flags = flags_of(state)

@@ -10,11 +10,21 @@ import copy
 import enum
 import math
 import pickle
+import sys
 
 import pytest
 
 from redis_session import Value
+from redis_session.settings import SessionSettings
 from redis_session.value import encode
+
+#: JSON nesting no interpreter parses or writes without running out of stack: a million levels,
+#: a thousand times the default recursion limit and a hundred times the fixed C recursion limits
+#: of CPython 3.12 and 3.13 (whose json modules no longer stop at ``sys.getrecursionlimit()``).
+TOO_DEEP_TO_ENCODE = max(1_000_000, 1_000 * sys.getrecursionlimit())
+#: The deepest JSON array a session value can hold (``"[" * n + "]" * n`` fills the default
+#: ``max-value-bytes``): 65536 levels, again far past every interpreter's limit.
+DEEPEST_STORABLE_NESTING = SessionSettings().max_value_bytes // 2
 
 # --- reading: one row per stored field, and what each typed view gives ----------------------
 
@@ -173,7 +183,9 @@ def test_json_parses_stored_json(raw, parsed):
         b'{"a": 1} trailing',
         b"\xff\xfe\x00",  # not UTF-8 (nor any JSON encoding)
         b'{"a":"\xff"}',  # JSON-shaped but not UTF-8
-        b"[" * 20_000 + b"]" * 20_000,  # nested deeper than Python's stack: 40 kB, under the value limit
+        pytest.param(  # nested deeper than Python's stack, yet a value a session may hold
+            b"[" * DEEPEST_STORABLE_NESTING + b"]" * DEEPEST_STORABLE_NESTING, id="nested-deeper-than-the-stack"
+        ),
     ],
 )
 def test_json_is_an_empty_dict_when_absent_or_malformed(raw):
@@ -353,13 +365,19 @@ class Colour(enum.IntEnum):
         pytest.param([float("inf")], id="inf-inside-a-list"),
         pytest.param("lone \ud800 surrogate", id="str-with-lone-surrogate"),
         pytest.param({"name": "lone \udfff surrogate"}, id="dict-holding-a-lone-surrogate"),
-        pytest.param(nested(5000), id="list-nested-deeper-than-the-stack"),
     ],
 )
 def test_encode_refuses_values_it_cannot_store_losslessly(value):
     """Anything without a lossless encoding raises a TypeError that names the field."""
     with pytest.raises(TypeError, match="'favourite_things'"):
         encode("favourite_things", value)
+
+
+def test_encode_refuses_a_list_nested_deeper_than_the_stack():
+    """A list nested deeper than any interpreter's stack (json.dumps raises RecursionError) is
+    refused like the values above. Built here, not as a parameter: it takes some 90 MB."""
+    with pytest.raises(TypeError, match="'favourite_things'"):
+        encode("favourite_things", nested(TOO_DEEP_TO_ENCODE))
 
 
 def test_refusal_message_lists_the_types_that_can_be_stored():
