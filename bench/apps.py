@@ -22,7 +22,8 @@ import secrets
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 COOKIE_SECRET = "bench-cookie-secret-0123456789abcdef"
 COOKIE_NAME = "session-id"
@@ -63,7 +64,7 @@ class Counters:
             self.round_trips += round_trips
             self.commands += commands
 
-    def gc_callback(self, phase: str, info: Dict[str, int]) -> None:
+    def gc_callback(self, phase: str, info: dict[str, int]) -> None:
         """Time spent in the cyclic garbage collector, and what it found (gc.callbacks)."""
         if phase == "start":
             self._gc_started = time.perf_counter()
@@ -72,7 +73,7 @@ class Counters:
             self.gc_collections[info["generation"]] += 1
             self.gc_collected += info["collected"]
 
-    def snapshot(self) -> Dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {"ok": self.ok, "failed": self.failed, "round_trips": self.round_trips, "commands": self.commands,
                     "gc_collections": list(self.gc_collections), "gc_collected": self.gc_collected,
@@ -350,6 +351,43 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
             fields = self.session.load()
             self.write(f"{len(fields)} {fields['f00'].str}")
 
+    # -- coroutine handlers: the same work on redis.asyncio, by hand and through the library ----
+
+    import redis.asyncio
+
+    async_client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+    class RawAsyncCounterScript(Raw):
+        async def get(self) -> None:
+            raw = self.get_signed_cookie(COOKIE_NAME)
+            if raw is None:
+                key, count, mode = self.session_key(), 0, "new"
+            else:
+                key, mode = key_of(raw.decode("ascii")), "warm"  # the read below has just set the TTL
+                pipe = async_client.pipeline(transaction=False)
+                pipe.expire(key, TTL)
+                pipe.hmget(key, "count")
+                _, (value,) = await pipe.execute()
+                count = int(value) if value else 0
+            await async_client.evalsha(write_sha, 1, key, TTL, 0, mode, max_fields, "0", 1, "count", count + 1)
+            self.write(f"count: {count + 1}")
+
+    class RawAsyncIncrScript(Raw):
+        async def get(self) -> None:
+            raw = self.get_signed_cookie(COOKIE_NAME)
+            if raw is None:
+                key, mode = self.session_key(), "new"
+            else:
+                key, mode = key_of(raw.decode("ascii")), "old"
+            status, count = await async_client.evalsha(incr_sha, 1, key, TTL, 0, mode, max_fields, "count", "1", "int")
+            self.write(f"count: {count}")
+
+    class AsyncCounter(AsyncSessionHandler):
+        async def get(self) -> None:
+            count = (await self.session.count).int
+            await self.session.set("count", count + 1)
+            self.write(f"count: {count + 1}")
+
     class AsyncIncr(AsyncSessionHandler):
         async def get(self) -> None:
             count = await self.session.incr("count")
@@ -360,7 +398,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
             await self.session.update(SIX_FIELDS)
             self.write("ok")
 
-    handlers: Dict[str, Tuple[type, type]] = {
+    handlers: dict[str, tuple[type, type]] = {
         # scenario: (page handler, /__setup handler)
         "plain_counter": (PlainCounter, LibSetup),
         "plain_read": (PlainRead, LibSetup),
@@ -379,6 +417,10 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
         "lib_load20": (LibLoad20, LibSetup20),
         "sync_incr": (LibIncr, LibSetup),
         "async_incr": (AsyncIncr, AsyncSetup),
+        "raw_async_counter_lua": (RawAsyncCounterScript, RawSetup),
+        "lib_async_counter": (AsyncCounter, AsyncSetup),
+        "raw_async_incr_lua": (RawAsyncIncrScript, RawSetup),
+        "lib_async_incr": (AsyncIncr, AsyncSetup),
     }
     page, setup = handlers[scenario]
 
@@ -457,10 +499,10 @@ def flask_app(scenario: str, redis_url: str, prefix: str) -> Any:
 
     wsgi = app.wsgi_app
 
-    def counted(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") != "/":
             return wsgi(environ, start_response)
-        status: Dict[str, Optional[str]] = {"line": None}
+        status: dict[str, str | None] = {"line": None}
 
         def recording_start_response(line: str, *args: Any) -> Any:
             status["line"] = line
@@ -491,11 +533,12 @@ SCENARIOS = (
     "plain_counter", "plain_read", "raw_counter", "raw_counter_lua", "lib_counter", "raw_incr", "raw_incr_lua",
     "lib_incr", "lib_anon",
     "raw_hmget3", "lib_get_many3", "raw_hget3x", "lib_attr3", "raw_load20", "lib_load20",
-    "sync_incr", "async_incr", "flask_plain", "flask_lib",
+    "sync_incr", "async_incr", "raw_async_counter_lua", "lib_async_counter", "raw_async_incr_lua", "lib_async_incr",
+    "flask_plain", "flask_lib",
 )
 
 
-def main(argv: Optional[list] = None) -> None:
+def main(argv: list | None = None) -> None:
     parser = argparse.ArgumentParser(description="one benchmark app (driven by bench/run.py)")
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--port", type=int, required=True)

@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from typing import Optional, Tuple
 
 
 async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Optional[Tuple[float, bytes]]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
 
     async def deliver() -> None:
         while True:
@@ -51,7 +50,7 @@ async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, de
         await delivering
 
 
-async def serve(listen_host: str, listen_port: int, target: Tuple[str, int], delay: float) -> None:
+async def serve(listen_host: str, listen_port: int, target: tuple[str, int], delay: float) -> None:
     async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
             server_reader, server_writer = await asyncio.open_connection(*target)

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import time
-from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
 QUANTILE_STEPS = 999  # 0.1% .. 99.9%
@@ -28,12 +27,12 @@ class Generator:
     def __init__(self, host: str, port: int, path: str, cookies: str) -> None:
         self.host, self.port, self.path = host, port, path
         self.cookies = cookies
-        self.latencies: List[float] = []
+        self.latencies: list[float] = []
         self.errors = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
         self.stopping = False
         self.end = 0.0
 
-    def request_bytes(self, jar: Dict[str, str]) -> bytes:
+    def request_bytes(self, jar: dict[str, str]) -> bytes:
         lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         if jar and self.cookies != "none":
             lines.append("Cookie: " + "; ".join(f"{name}={value}" for name, value in jar.items()))
@@ -43,11 +42,11 @@ class Generator:
 class Client(asyncio.Protocol):
     """One keep-alive connection: send, wait for the whole response, record, send again."""
 
-    def __init__(self, generator: Generator, jar: Dict[str, str], closed: asyncio.Future) -> None:
+    def __init__(self, generator: Generator, jar: dict[str, str], closed: asyncio.Future) -> None:
         self.generator = generator
         self.jar = jar
         self.closed = closed
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.started = 0.0
         self.request = generator.request_bytes(jar)
@@ -63,7 +62,7 @@ class Client(asyncio.Protocol):
         self.waiting = True
         self.transport.write(self.request)
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         # A server may close after a complete response (Connection: close, HTTP/1.0): the client
         # reconnects and that is no error. Only a response cut short counts.
         if self.waiting and not self.generator.stopping:
@@ -100,7 +99,7 @@ class Client(asyncio.Protocol):
                 return
             self.send()
 
-    def parse(self) -> Optional[tuple]:
+    def parse(self) -> tuple | None:
         """One complete response off the buffer: (status, [Set-Cookie values], close?), or None."""
         head_end = self.buffer.find(b"\r\n\r\n")
         if head_end < 0:
@@ -145,7 +144,7 @@ class Client(asyncio.Protocol):
         return status, set_cookies, close
 
 
-async def run(url: str, connections: int, duration: float, cookies: str, cookie_lines: List[str]) -> dict:
+async def run(url: str, connections: int, duration: float, cookies: str, cookie_lines: list[str]) -> dict:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -155,7 +154,7 @@ async def run(url: str, connections: int, duration: float, cookies: str, cookie_
     generator.end = begin + duration
 
     async def client(index: int) -> None:
-        jar: Dict[str, str] = {}
+        jar: dict[str, str] = {}
         if cookie_lines:
             name, _, value = cookie_lines[index % len(cookie_lines)].partition("=")
             jar[name] = value
@@ -183,9 +182,9 @@ async def run(url: str, connections: int, duration: float, cookies: str, cookie_
     return summarise(generator.latencies, elapsed, generator.errors)
 
 
-def summarise(latencies: List[float], elapsed: float, errors: Dict[str, int]) -> dict:
+def summarise(latencies: list[float], elapsed: float, errors: dict[str, int]) -> dict:
     ordered = sorted(latencies)
-    quantiles: List[float] = []
+    quantiles: list[float] = []
     if ordered:
         for step in range(1, QUANTILE_STEPS + 1):
             index = min(len(ordered) - 1, int(len(ordered) * step / (QUANTILE_STEPS + 1)))
@@ -202,7 +201,7 @@ def main() -> None:
     parser.add_argument("--cookies", choices=("keep", "none"), default="keep")
     parser.add_argument("--cookie-file", help="one 'name=value' per line; connection i starts with line i")
     arguments = parser.parse_args()
-    lines: List[str] = []
+    lines: list[str] = []
     if arguments.cookie_file:
         with open(arguments.cookie_file, encoding="ascii") as handle:
             lines = [line.strip() for line in handle if line.strip()]

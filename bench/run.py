@@ -34,7 +34,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import redis
 
@@ -50,20 +50,20 @@ OWN_COMMANDS = {"info", "scan", "config|resetstat"}
 class Scenario:
     name: str                        # bench/apps.py scenario
     label: str                       # row label
-    baseline: Optional[str] = None   # name of the scenario it is compared with
+    baseline: str | None = None   # name of the scenario it is compared with
     cookies: str = "keep"            # keep | none | setup (pre-created sessions)
-    round_trips: Optional[float] = None  # expected Redis round trips per request
-    min_ratio: Optional[float] = None    # target: req/s >= min_ratio x baseline
+    round_trips: float | None = None  # expected Redis round trips per request
+    min_ratio: float | None = None    # target: req/s >= min_ratio x baseline
     counter: bool = False            # the page adds one to the session field "count"
     anonymous: bool = False          # target: no Redis command, no key, no Set-Cookie
-    also: Optional[str] = None       # a second baseline, reported beside the first (no target)
+    also: str | None = None       # a second baseline, reported beside the first (no target)
 
 
 @dataclass
 class Group:
     title: str
-    scenarios: List[Scenario]
-    connections: Optional[int] = None  # None: --connections
+    scenarios: list[Scenario]
+    connections: int | None = None  # None: --connections
     delay_ms: float = 0.0              # > 0: Redis behind bench/latency_proxy.py
 
 
@@ -100,6 +100,16 @@ GROUPS = [
         Scenario("raw_load20", "(2) raw redis-py: HGETALL+EXPIRE", cookies="setup", round_trips=1),
         Scenario("lib_load20", "(e) session.load()", "raw_load20", cookies="setup", round_trips=1, min_ratio=0.9),
     ]),
+    Group("(h) coroutine handlers (AsyncSessionHandler) on redis.asyncio", [
+        Scenario("raw_async_counter_lua", "(2) raw redis.asyncio, the library's Redis work: EXPIRE+HMGET, EVALSHA write",
+                 round_trips=2, counter=True),
+        Scenario("lib_async_counter", "(h) count = (await session.count).int; await session.set('count', ...)",
+                 "raw_async_counter_lua", round_trips=2, min_ratio=0.9, counter=True),
+        Scenario("raw_async_incr_lua", "(2) raw redis.asyncio, the library's Redis work: EVALSHA incr",
+                 round_trips=1, counter=True),
+        Scenario("lib_async_incr", "(h') await session.incr('count')", "raw_async_incr_lua",
+                 round_trips=1, min_ratio=0.9, counter=True),
+    ]),
     Group("(f) incr with +2 ms Redis latency each way", [
         Scenario("sync_incr", "(f) SessionHandler: session.incr('count')", round_trips=1, counter=True),
         Scenario("async_incr", "(f) AsyncSessionHandler: await session.incr('count')", "sync_incr",
@@ -122,11 +132,11 @@ class Processes:
     """Every child we start, so that exit, an exception or Ctrl-C stops all of them."""
 
     def __init__(self) -> None:
-        self.children: List[subprocess.Popen] = []
-        self.app_cpus: Optional[set] = None    # CPU the apps run on (--pin)
-        self.other_cpus: Optional[set] = None  # CPUs for Redis, the proxy and the load generator
+        self.children: list[subprocess.Popen] = []
+        self.app_cpus: set | None = None    # CPU the apps run on (--pin)
+        self.other_cpus: set | None = None  # CPUs for Redis, the proxy and the load generator
 
-    def start(self, argv: List[str], app: bool = False, **kwargs: Any) -> subprocess.Popen:
+    def start(self, argv: list[str], app: bool = False, **kwargs: Any) -> subprocess.Popen:
         cpus = self.app_cpus if app else self.other_cpus
         if cpus:
             kwargs["preexec_fn"] = lambda: os.sched_setaffinity(0, cpus)
@@ -167,7 +177,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_redis(workdir: str) -> Tuple[subprocess.Popen, str]:
+def start_redis(workdir: str) -> tuple[subprocess.Popen, str]:
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("redis-server is not installed (apt-get install -y redis-server), or pass --redis URL")
@@ -197,7 +207,7 @@ def start_redis(workdir: str) -> Tuple[subprocess.Popen, str]:
     sys.exit("could not start redis-server")
 
 
-def start_proxy(target_url: str, delay_ms: float, logs: str) -> Tuple[subprocess.Popen, str]:
+def start_proxy(target_url: str, delay_ms: float, logs: str) -> tuple[subprocess.Popen, str]:
     """bench/latency_proxy.py in front of the Redis at ``target_url``; returns it and its URL."""
     match = re.match(r"redis://(?:[^@/]*@)?([^:/@]+):(\d+)", target_url)
     if not match:
@@ -215,7 +225,7 @@ def start_proxy(target_url: str, delay_ms: float, logs: str) -> Tuple[subprocess
     return process, target_url.replace(f"{host}:{port}", f"127.0.0.1:{line.split()[1]}", 1)
 
 
-def http_get(port: int, path: str, cookie: Optional[str] = None) -> Tuple[int, Dict[str, str], bytes]:
+def http_get(port: int, path: str, cookie: str | None = None) -> tuple[int, dict[str, str], bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         connection.request("GET", path, headers={"Cookie": cookie} if cookie else {})
@@ -232,9 +242,9 @@ class App:
     port: int
     prefix: str
     log_path: str
-    cookie_file: Optional[str] = None
+    cookie_file: str | None = None
 
-    def stats(self) -> Dict[str, int]:
+    def stats(self) -> dict[str, int]:
         status, _, body = http_get(self.port, "/__stats")
         if status != 200:
             raise RuntimeError(f"{self.scenario.name}: /__stats answered {status}")
@@ -281,7 +291,7 @@ class LoadGenerator:
         """wrk takes whole seconds only."""
         return float(max(1, round(seconds))) if self.kind == "wrk" else seconds
 
-    def run(self, app: App, connections: int, seconds: float) -> Dict[str, Any]:
+    def run(self, app: App, connections: int, seconds: float) -> dict[str, Any]:
         url = f"http://127.0.0.1:{app.port}/"
         mode = "none" if app.scenario.cookies == "none" else "keep"
         if self.kind == "wrk":
@@ -314,30 +324,30 @@ class LoadGenerator:
 class Measured:
     requests: int = 0           # completed responses seen by the load generator
     seconds: float = 0.0
-    errors: Dict[str, int] = field(default_factory=dict)
-    samples: List[Tuple[float, float]] = field(default_factory=list)  # (latency us, weight)
+    errors: dict[str, int] = field(default_factory=dict)
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (latency us, weight)
     served: int = 0             # requests the app answered on "/" during the windows
     failed: int = 0
     round_trips: int = 0
     sent: int = 0
-    commands: Dict[str, int] = field(default_factory=dict)
+    commands: dict[str, int] = field(default_factory=dict)
     keys: int = 0
-    lost: Optional[int] = None
-    counted: Optional[int] = None  # sum of the "count" fields in Redis
+    lost: int | None = None
+    counted: int | None = None  # sum of the "count" fields in Redis
     total_served: int = 0
     gc_seconds: float = 0.0     # time the app spent in the cyclic garbage collector
     gc_collections: int = 0
     cpu_seconds: float = 0.0    # CPU time of the app process
     redis_wait: float = 0.0     # time the app blocked in sync redis-py reads
-    set_cookie_on_anonymous: Optional[bool] = None
-    slice_rates: List[float] = field(default_factory=list)  # req/s of each slice, one per round
-    instructions: Optional[int] = None  # app instructions per request (--instructions)
+    set_cookie_on_anonymous: bool | None = None
+    slice_rates: list[float] = field(default_factory=list)  # req/s of each slice, one per round
+    instructions: int | None = None  # app instructions per request (--instructions)
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
-    def ratios_to(self, baseline: Measured) -> List[float]:
+    def ratios_to(self, baseline: Measured) -> list[float]:
         """req/s over the baseline's, round by round: each scenario runs once per round, next to
         its baseline, so each ratio compares two slices measured a second apart."""
         return [mine / theirs for mine, theirs in zip(self.slice_rates, baseline.slice_rates) if theirs]
@@ -365,7 +375,7 @@ class Measured:
         return amount / self.served if self.served else 0.0
 
 
-def command_stats(client: redis.Redis) -> Dict[str, int]:
+def command_stats(client: redis.Redis) -> dict[str, int]:
     info = client.info("commandstats")
     return {name[len("cmdstat_"):]: int(value["calls"]) for name, value in info.items()}
 
@@ -388,7 +398,7 @@ def drain(app: App) -> None:
     Only the request counters are compared: the stats also carry the app's CPU time, which every
     /__stats request itself moves, so whole snapshots never repeat.
     """
-    def answered() -> Tuple[int, int]:
+    def answered() -> tuple[int, int]:
         stats = app.stats()
         return stats["ok"], stats["failed"]
 
@@ -415,13 +425,13 @@ def create_sessions(app: App, count: int, workdir: str) -> None:
 
 
 def measure_group(group: Group, options: argparse.Namespace, client: redis.Redis, redis_url: str, run_id: str,
-                  workdir: str, load: LoadGenerator, results: Dict[str, Measured]) -> None:
+                  workdir: str, load: LoadGenerator, results: dict[str, Measured]) -> None:
     connections = group.connections or options.connections
     proxy = None
     url = redis_url
     if group.delay_ms:
         proxy, url = start_proxy(redis_url, group.delay_ms, workdir)
-    apps: Dict[str, App] = {}
+    apps: dict[str, App] = {}
     try:
         for scenario in group.scenarios:
             apps[scenario.name] = start_app(scenario, url, f"bench{run_id}:{scenario.name}", workdir)
@@ -492,7 +502,7 @@ class NullCookie:
         pass
 
 
-def measure_memory(redis_url: str, prefix: str, count: int) -> Dict[str, Any]:
+def measure_memory(redis_url: str, prefix: str, count: int) -> dict[str, Any]:
     """Average MEMORY USAGE of sessions with 6 short fields, created through the library."""
     sys.path.insert(0, ROOT)
     from redis_session.session import Session
@@ -563,7 +573,7 @@ def count_instructions(scenario: Scenario, redis_url: str, prefix: str, workdir:
         _, headers, _ = http_get(port, "/__setup")
         cookie = headers.get("set-cookie", "").split(";", 1)[0] or None
 
-    def visit(times: int, cookie: Optional[str]) -> Optional[str]:
+    def visit(times: int, cookie: str | None) -> str | None:
         """``times`` requests on one connection, keeping the cookie as a browser would."""
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for _ in range(times):
@@ -591,7 +601,7 @@ def count_instructions(scenario: Scenario, redis_url: str, prefix: str, workdir:
     raise RuntimeError(f"no callgrind summary for {scenario.name}")
 
 
-def measure_instructions(groups: List[Group], redis_url: str, run_id: str, workdir: str, results: Dict[str, Measured]) -> None:
+def measure_instructions(groups: list[Group], redis_url: str, run_id: str, workdir: str, results: dict[str, Measured]) -> None:
     for group in groups:
         if group.delay_ms:
             continue  # (f) is about waiting, not about instructions
@@ -607,7 +617,7 @@ def measure_instructions(groups: List[Group], redis_url: str, run_id: str, workd
 # --------------------------------------------------------------------------------------------
 
 
-def verdicts(scenario: Scenario, measured: Measured, baseline: Optional[Measured]) -> Tuple[str, List[str]]:
+def verdicts(scenario: Scenario, measured: Measured, baseline: Measured | None) -> tuple[str, list[str]]:
     """('target text', ['failure', ...]) for one row."""
     targets, failures = [], []
     if scenario.min_ratio is not None and baseline is not None:
@@ -636,7 +646,7 @@ def verdicts(scenario: Scenario, measured: Measured, baseline: Optional[Measured
     return ", ".join(targets) or "-", failures
 
 
-def build_table(results: Dict[str, Measured], memory: Dict[str, Any]) -> Tuple[List[str], List[List[str]], List[str]]:
+def build_table(results: dict[str, Measured], memory: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
     header = ["scenario", "req/s", "ratio", "p50 ms", "p99 ms", "Redis cmds/req", "sent/req", "RT/req",
               "keys", "lost", "instructions/req", "target", "result"]
     rows, failures = [], []
@@ -687,7 +697,7 @@ def build_table(results: Dict[str, Measured], memory: Dict[str, Any]) -> Tuple[L
     return header, rows, failures
 
 
-def diagnostics_table(results: Dict[str, Measured]) -> Tuple[List[str], List[List[str]]]:
+def diagnostics_table(results: dict[str, Measured]) -> tuple[list[str], list[list[str]]]:
     """Where each request's time goes in the app process (the same counters for every row)."""
     header = ["scenario", "app CPU us/req", "Redis wait us/req", "GC us/req", "GC runs/1k req",
               "errors (socket, non-2xx)"]
@@ -709,7 +719,7 @@ def diagnostics_table(results: Dict[str, Measured]) -> Tuple[List[str], List[Lis
     return header, rows
 
 
-def text_table(header: List[str], rows: List[List[str]]) -> str:
+def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths))]
     lines.append("  ".join("-" * width for width in widths))
@@ -717,7 +727,7 @@ def text_table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(header: List[str], rows: List[List[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     def escape(cell: str) -> str:
         return cell.replace("|", "\\|")
 
@@ -726,7 +736,7 @@ def markdown_table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(lines)
 
 
-def machine(client: redis.Redis, load: LoadGenerator) -> List[str]:
+def machine(client: redis.Redis, load: LoadGenerator) -> list[str]:
     model = "unknown"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
@@ -749,7 +759,7 @@ def machine(client: redis.Redis, load: LoadGenerator) -> List[str]:
     ]
 
 
-def command_breakdown(results: Dict[str, Measured]) -> List[str]:
+def command_breakdown(results: dict[str, Measured]) -> list[str]:
     lines = []
     for group in GROUPS:
         for scenario in group.scenarios:
@@ -762,7 +772,7 @@ def command_breakdown(results: Dict[str, Measured]) -> List[str]:
     return lines
 
 
-def report(options: argparse.Namespace, command: str, results: Dict[str, Measured], memory: Dict[str, Any],
+def report(options: argparse.Namespace, command: str, results: dict[str, Measured], memory: dict[str, Any],
            client: redis.Redis, load: LoadGenerator, elapsed: float) -> int:
     header, rows, failures = build_table(results, memory)
     print()
@@ -817,7 +827,7 @@ def report(options: argparse.Namespace, command: str, results: Dict[str, Measure
     return 1 if failures else 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", help="use this Redis (redis://host:port/db) instead of starting one; "
                         "only keys under a fresh bench<id>: prefix are touched, and deleted at the end")
@@ -866,7 +876,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 _, redis_url = start_redis(workdir)
             client = redis.Redis.from_url(redis_url)
             print(f"Redis {client.info('server')['redis_version']} at {redis_url}; load generator: {load.version}")
-            results: Dict[str, Measured] = {}
+            results: dict[str, Measured] = {}
             for group in groups:
                 print(group.title)
                 measure_group(group, options, client, redis_url, run_id, workdir, load, results)
@@ -875,7 +885,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     sys.exit("--instructions needs valgrind (apt-get install -y valgrind)")
                 print("instructions per request (callgrind, sequential requests)")
                 measure_instructions(groups, redis_url, run_id, workdir, results)
-            memory: Dict[str, Any] = {}
+            memory: dict[str, Any] = {}
             if not options.only or "m" in options.only:
                 memory = measure_memory(redis_url, f"bench{run_id}:memory", options.memory_sessions)
             status = report(options, command, results, memory, client, load, time.monotonic() - started)

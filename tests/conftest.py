@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import tornado.web
@@ -24,16 +25,6 @@ __all__ = ["COOKIE_SECRET", "RecordingCookie", "app_settings"]
 # the whole run, started by the first test that needs it (see tests/redis_topologies.py).
 shared_redis_cluster = redis_topologies.shared_redis_cluster
 shared_sentinel_setup = redis_topologies.shared_sentinel_setup
-
-#: Which integrations the behaviour suite goes through on each spawned topology (see
-#: :func:`pytest_collection_modifyitems`): all of them, as issue 6 asks ("sync and async, Tornado
-#: and Flask"). "direct" is the blocking store alone, "tornado" and "flask" the blocking store
-#: under each web glue, "tornado-async" the asyncio store.
-TOPOLOGY_INTEGRATIONS: Dict[str, FrozenSet[str]] = {
-    "cluster": frozenset({"direct", "tornado", "tornado-async", "flask"}),
-    "sentinel": frozenset({"direct", "tornado", "tornado-async", "flask"}),
-}
-
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
@@ -62,25 +53,38 @@ def real_redis_url(request: pytest.FixtureRequest) -> str:
     return server.url
 
 
-@pytest.fixture(params=[
-    "memory",
-    "redis",
-    pytest.param("cluster", marks=pytest.mark.cluster),
-    pytest.param("sentinel", marks=pytest.mark.sentinel),
-])
-def store_url(request: pytest.FixtureRequest) -> str:
-    """The same test on the in-process store, on a real redis-server and, for the behaviour suite
-    only, on a 3-master Redis Cluster and behind sentinels (``-m cluster`` / ``-m sentinel`` run
-    those alone; :func:`pytest_collection_modifyitems` says which tests keep them)."""
-    if request.param == "memory":
+#: The stores the web-glue tests run on: the in-process store and a real redis-server. The glue
+#: does not depend on the topology (and some of these tests open plain redis:// clients).
+STORES = ["memory", "redis"]
+#: The behaviour suite (test_session.py, test_lifecycle.py) also runs on a 3-master Redis Cluster
+#: and behind sentinels (``-m cluster`` / ``-m sentinel`` run those alone, ``-m "not cluster and
+#: not sentinel"`` leaves them out).
+TOPOLOGIES = [*STORES, pytest.param("cluster", marks=pytest.mark.cluster), pytest.param("sentinel", marks=pytest.mark.sentinel)]
+
+
+def store_url_for(request: pytest.FixtureRequest, kind: str) -> str:
+    if kind == "memory":
         return f"memory://test-{uuid.uuid4().hex}"
-    if request.param == "cluster":
+    if kind == "cluster":
         cluster: redis_topologies.RedisCluster = request.getfixturevalue("shared_redis_cluster")
         return cluster.url()
-    if request.param == "sentinel":
+    if kind == "sentinel":
         setup: redis_topologies.SentinelSetup = request.getfixturevalue("shared_sentinel_setup")
         return setup.url()
     return real_redis_url(request)
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The same test on the in-process store and on a real redis-server."""
+    return store_url_for(request, request.param)
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def topology_store_url(request: pytest.FixtureRequest) -> str:
+    """The same test on every store and topology: a module of the behaviour suite makes it its
+    ``store_url``."""
+    return store_url_for(request, request.param)
 
 
 @pytest.fixture
@@ -107,8 +111,7 @@ def make_settings(store_url: str, prefix: str) -> Callable[..., SessionSettings]
 @pytest.fixture(params=INTEGRATIONS)
 def integration(request: pytest.FixtureRequest) -> str:
     """Which way the Session API is reached: directly, or inside requests of a Tornado (sync or
-    async) or Flask app. Tests marked ``direct_only`` (they look inside the session object) run
-    directly only."""
+    async) or Flask app. A test that looks inside the session object uses ``direct_session``."""
     return str(request.param)
 
 
@@ -120,7 +123,7 @@ def make_session(
     reached through the integration under test (same blocking API for all of them)."""
     harness = IntegrationHarness(integration, registry) if integration != "direct" else None
 
-    def make(session_id: Optional[str] = None, cookie: Optional[RecordingCookie] = None, **changes: Any) -> Any:
+    def make(session_id: str | None = None, cookie: RecordingCookie | None = None, **changes: Any) -> Any:
         settings = make_settings(**changes)
         if harness is None:
             return Session(registry.store_for(settings), settings, session_id, cookie or RecordingCookie())
@@ -131,42 +134,20 @@ def make_session(
         harness.close()
 
 
-def deselected(item: pytest.Item) -> bool:
-    """Whether the combination of params ``item`` was generated with is left out of the run."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return False
-    through = callspec.params.get("integration")
-    if through not in (None, "direct") and item.get_closest_marker("direct_only"):
-        return True
-    on = callspec.params.get("store_url")
-    return on in TOPOLOGY_INTEGRATIONS and through not in TOPOLOGY_INTEGRATIONS[on]
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    """Deselect the param combinations not worth their time:
-
-    * ``direct_only`` tests run for the direct integration only;
-    * the ``store_url`` params "cluster" and "sentinel" are kept only for the behaviour suite
-      (the tests that also take ``integration``: test_session.py, test_lifecycle.py), and there
-      only through the integrations :data:`TOPOLOGY_INTEGRATIONS` lists for the topology. The other
-      ``store_url`` tests (test_tornado.py, test_flask.py, test_adversarial.py, ...) check the web
-      glue, which does not depend on the topology, and some open plain ``redis://`` clients on
-      the URL; they run on "memory" and "redis" only. Faults on the topologies (failovers, slot
-      migrations) are test_scaling.py's, on topologies of its own.
-    """
-    kept, dropped = [], []
-    for item in items:
-        (dropped if deselected(item) else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+@pytest.fixture
+def direct_session(make_settings: Callable[..., SessionSettings], registry: TestStores) -> Callable[..., Session]:
+    """``direct_session(session_id=None, cookie=None, **settings)``: a blocking Session on the test
+    store itself, for tests that look inside it (its core, its store) or drive it step by step."""
+    def make(session_id: str | None = None, cookie: RecordingCookie | None = None, **changes: Any) -> Session:
+        settings = make_settings(**changes)
+        return Session(registry.store_for(settings), settings, session_id, cookie or RecordingCookie())
+    return make
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., LiveServer]]:
     """``serve(handlers, **settings)`` runs an Application over real HTTP on loopback."""
-    servers: List[LiveServer] = []
+    servers: list[LiveServer] = []
 
     def start(handlers: list, **settings: Any) -> LiveServer:
         settings.setdefault("cookie_secret", COOKIE_SECRET)

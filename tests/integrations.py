@@ -18,7 +18,7 @@ import inspect
 import itertools
 import threading
 from http.cookies import SimpleCookie
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import tornado.web
 
@@ -34,7 +34,7 @@ INTEGRATIONS = ("direct", "tornado", "tornado-async", "flask")
 class Operation:
     """One thing to do to a session: ``kind`` says how, ``name``/``args`` what."""
 
-    def __init__(self, kind: str, name: str = "", args: Tuple[Any, ...] = (), kwargs: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, kind: str, name: str = "", args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
         self.kind = kind
         self.name = name
         self.args = args
@@ -69,9 +69,10 @@ class Operation:
     async def run_async(self, session: AsyncSession) -> Any:
         """The same operation on the awaitable API (sugar mapped to the coroutine methods)."""
         kind, name = self.kind, self.name
-        if kind in ("setattr", "delattr") and (name.startswith("_") or hasattr(AsyncSession, name)):
-            # what the blocking API answers for method names; the async API refuses all assignment
-            raise AttributeError(f"{name!r} is not writable as an attribute of a session; use session[{name!r}]")
+        if kind == "setattr" and (name.startswith("_") or hasattr(AsyncSession, name)):
+            return setattr(session, name, self.args[0])  # refused for real: async sessions take no assignment
+        if kind == "delattr" and (name.startswith("_") or hasattr(AsyncSession, name)):
+            return delattr(session, name)
         if kind == "call":
             result = getattr(session, name)(*self.args, **self.kwargs)
         elif kind == "getattr" and hasattr(AsyncSession, name):
@@ -103,8 +104,8 @@ class Channel:
     def __init__(self) -> None:
         self._tokens = itertools.count()
         self._lock = threading.Lock()
-        self.pending: Dict[str, Operation] = {}
-        self.results: Dict[str, Tuple[bool, Any, Optional[str]]] = {}
+        self.pending: dict[str, Operation] = {}
+        self.results: dict[str, tuple[bool, Any, str | None]] = {}
 
     def submit(self, operation: Operation) -> str:
         with self._lock:
@@ -116,11 +117,11 @@ class Channel:
         with self._lock:
             return self.pending.pop(token)
 
-    def finish(self, token: str, ok: bool, value: Any, session_id: Optional[str]) -> None:
+    def finish(self, token: str, ok: bool, value: Any, session_id: str | None) -> None:
         with self._lock:
             self.results[token] = (ok, value, session_id)
 
-    def result(self, token: str) -> Tuple[bool, Any, Optional[str]]:
+    def result(self, token: str) -> tuple[bool, Any, str | None]:
         with self._lock:
             return self.results.pop(token)
 
@@ -177,7 +178,7 @@ def flask_app(channel: Channel, settings: SessionSettings) -> Any:
     return app
 
 
-def settings_as_mapping(settings: SessionSettings) -> Dict[str, Any]:
+def settings_as_mapping(settings: SessionSettings) -> dict[str, Any]:
     from redis_session.settings import SETTINGS
 
     return {setting.name: getattr(settings, setting.attribute) for setting in SETTINGS}
@@ -188,13 +189,13 @@ class Transport:
 
     cookie_name = "session-id"
 
-    def send(self, token: str) -> List[str]:
+    def send(self, token: str) -> list[str]:
         raise NotImplementedError
 
     def set_session_cookie(self, session_id: str) -> None:
         raise NotImplementedError
 
-    def decode(self, value: str) -> Optional[str]:
+    def decode(self, value: str) -> str | None:
         raise NotImplementedError
 
 
@@ -203,7 +204,7 @@ class TornadoTransport(Transport):
         self.browser = server.browser()
         self.cookie_name = cookie_name
 
-    def send(self, token: str) -> List[str]:
+    def send(self, token: str) -> list[str]:
         response = self.browser.post(f"/op?token={token}")
         assert response.status == 200, response
         return response.set_cookies
@@ -212,7 +213,7 @@ class TornadoTransport(Transport):
         signed = tornado.web.create_signed_value(COOKIE_SECRET, self.cookie_name, session_id)
         self.browser.cookies[self.cookie_name] = f'"{signed.decode()}"'
 
-    def decode(self, value: str) -> Optional[str]:
+    def decode(self, value: str) -> str | None:
         raw = tornado.web.decode_signed_value(COOKIE_SECRET, self.cookie_name, value.strip('"'), max_age_days=3650)
         return raw.decode() if raw else None
 
@@ -223,7 +224,7 @@ class FlaskTransport(Transport):
         self.client = app.test_client()
         self.cookie_name = cookie_name
 
-    def send(self, token: str) -> List[str]:
+    def send(self, token: str) -> list[str]:
         response = self.client.post(f"/op?token={token}")
         assert response.status_code == 200, response
         return response.headers.getlist("Set-Cookie")
@@ -232,7 +233,7 @@ class FlaskTransport(Transport):
         serializer = self.app.extensions["redis_session"].serializer
         self.client.set_cookie(self.cookie_name, serializer.dumps(session_id))
 
-    def decode(self, value: str) -> Optional[str]:
+    def decode(self, value: str) -> str | None:
         serializer = self.app.extensions["redis_session"].serializer
         return serializer.loads(value)  # type: ignore[no-any-return]
 
@@ -271,7 +272,7 @@ class RemoteSession:
             self._cookie.issue(session_id)
 
     @property
-    def session_id(self) -> Optional[str]:
+    def session_id(self) -> str | None:
         return self._session_id  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:
@@ -324,11 +325,11 @@ class IntegrationHarness:
     def __init__(self, integration: str, registry: TestStores) -> None:
         self.integration = integration
         self.registry = registry
-        self.servers: List[Any] = []
+        self.servers: list[Any] = []
         self.channel = Channel()
-        self._apps: Dict[SessionSettings, Any] = {}
+        self._apps: dict[SessionSettings, Any] = {}
 
-    def session(self, settings: SessionSettings, session_id: Optional[str], cookie: Any) -> RemoteSession:
+    def session(self, settings: SessionSettings, session_id: str | None, cookie: Any) -> RemoteSession:
         app = self._apps.get(settings)
         if app is None:
             if self.integration == "flask":

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -76,12 +76,12 @@ def unavailable(reason: str) -> None:
 class RedisServer:
     """One redis-server child process that can be stopped, paused and restarted on its port."""
 
-    def __init__(self, extra_args: Optional[List[str]] = None) -> None:
+    def __init__(self, extra_args: list[str] | None = None) -> None:
         self.binary = os.environ.get("REDIS_SERVER_BINARY") or shutil.which("redis-server")
         self.port = free_port()
         self.directory = tempfile.mkdtemp(prefix="redis-session-test-")
         self.extra_args = list(extra_args or [])
-        self.process: Optional[subprocess.Popen[bytes]] = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -109,7 +109,7 @@ class RedisServer:
         assert self.process is not None
         try:
             deadline = time.monotonic() + deadline_seconds
-            last_error: Optional[BaseException] = None
+            last_error: BaseException | None = None
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     unavailable(f"{what} on port {self.port} exited at start with code "
@@ -141,7 +141,7 @@ class RedisServer:
     def log_path(self) -> str:
         return os.path.join(self.directory, "redis-server.log")
 
-    def spawn(self, arguments: List[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, arguments: list[str]) -> subprocess.Popen[bytes]:
         """Start the process with its log (stdout) appended to a file of its directory, so a
         server that exits at start can say why."""
         with open(self.log_path, "ab") as log:
@@ -197,7 +197,7 @@ class ReplyDroppingProxy:
         self.port = int(self._listener.getsockname()[1])
         self._drops = 0
         self._lock = threading.Lock()
-        self._open: List[socket.socket] = []
+        self._open: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 

@@ -29,7 +29,8 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -38,7 +39,7 @@ from tests.redis_servers import RedisServer, free_port, unavailable
 
 CLUSTER_SLOTS = 16384
 SERVICE_NAME = "mymaster"
-Address = Tuple[str, int]
+Address = tuple[str, int]
 # A replica's full sync starts at once, not after the default 5 s wait for more replicas.
 FAST_SYNC = ("--repl-diskless-sync-delay", "0")
 
@@ -49,7 +50,7 @@ def wait_until(condition: Callable[[], Any], deadline_seconds: float, describe: 
     Past the deadline the topology is reported unavailable (skip locally, fail in CI).
     """
     deadline = time.monotonic() + deadline_seconds
-    last_error: Optional[BaseException] = None
+    last_error: BaseException | None = None
     while True:
         try:
             result = condition()
@@ -72,13 +73,13 @@ def kill_hard(server: RedisServer) -> None:
         process.wait()
 
 
-def info_section(client: redis.Redis[bytes], command: str) -> Dict[str, str]:
+def info_section(client: redis.Redis[bytes], command: str) -> dict[str, str]:
     """``CLUSTER INFO`` / ``INFO replication`` as a plain ``{name: value}`` of strings."""
     raw = client.execute_command(*command.split())
     if isinstance(raw, dict):  # redis-py may already have parsed it
         return {str(name): str(value) for name, value in raw.items()}
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    fields: Dict[str, str] = {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
         name, colon, value = line.partition(":")
         if colon:
@@ -97,24 +98,24 @@ def sentinel_command(client: redis.Redis[bytes], *words: str) -> Any:
     return client.execute_command("SENTINEL", *words)
 
 
-def sentinel_state(reply: Any) -> Dict[str, str]:
+def sentinel_state(reply: Any) -> dict[str, str]:
     """One ``SENTINEL MASTER`` / ``SENTINEL REPLICAS`` entry as ``{field: text}``: over RESP2 a flat
     list of names and values, over RESP3 a map."""
     pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
     return {text_of(name): text_of(value) for name, value in pairs}
 
 
-def sentinel_master_state(client: redis.Redis[bytes]) -> Dict[str, str]:
+def sentinel_master_state(client: redis.Redis[bytes]) -> dict[str, str]:
     """What the sentinel behind ``client`` knows of the master (``SENTINEL MASTER mymaster``)."""
     return sentinel_state(sentinel_command(client, "MASTER", SERVICE_NAME))
 
 
-def sentinel_replica_states(client: redis.Redis[bytes]) -> List[Dict[str, str]]:
+def sentinel_replica_states(client: redis.Redis[bytes]) -> list[dict[str, str]]:
     """What the sentinel behind ``client`` knows of each replica (``SENTINEL REPLICAS mymaster``)."""
     return [sentinel_state(entry) for entry in sentinel_command(client, "REPLICAS", SERVICE_NAME)]
 
 
-def flags_of(state: Dict[str, str]) -> Set[str]:
+def flags_of(state: dict[str, str]) -> set[str]:
     """The comma-separated ``flags`` of a :func:`sentinel_state` as a set."""
     return set(state.get("flags", "").split(",")) - {""}
 
@@ -146,7 +147,7 @@ class ClusterNode:
         self.flags = set(parts[2].split(","))
         self.master_id = parts[3] if parts[3] != "-" else None
         self.link_state = parts[7]
-        self.slots: List[Tuple[int, int]] = []
+        self.slots: list[tuple[int, int]] = []
         for item in parts[8:]:
             if item.startswith("["):
                 continue  # a slot being migrated or imported
@@ -168,7 +169,7 @@ class RedisCluster:
     def __init__(self, masters: int = 3, replicas_per_master: int = 0, node_timeout_ms: int = 1000) -> None:
         self.node_timeout_ms = node_timeout_ms
         self.replicas_per_master = replicas_per_master
-        self.nodes: List[RedisServer] = []
+        self.nodes: list[RedisServer] = []
         for _ in range(masters * (1 + replicas_per_master)):
             node = RedisServer()
             node.extra_args += [
@@ -180,7 +181,7 @@ class RedisCluster:
                 *FAST_SYNC,
             ]
             self.nodes.append(node)
-        self.killed: List[RedisServer] = []
+        self.killed: list[RedisServer] = []
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -215,14 +216,14 @@ class RedisCluster:
     # -- views ---------------------------------------------------------------------------------
 
     @property
-    def alive(self) -> List[RedisServer]:
+    def alive(self) -> list[RedisServer]:
         return [node for node in self.nodes if node.process is not None]
 
     def url(self) -> str:
         """``redis+cluster://`` naming every live node (the client needs just one)."""
         return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.alive)
 
-    def node_table(self, via: Optional[RedisServer] = None) -> List[ClusterNode]:
+    def node_table(self, via: RedisServer | None = None) -> list[ClusterNode]:
         """``CLUSTER NODES`` as seen by ``via`` (the first live node by default)."""
         client = (via or self.alive[0]).client()
         try:
@@ -240,13 +241,13 @@ class RedisCluster:
                 return node
         raise KeyError(port)
 
-    def masters(self) -> List[RedisServer]:
+    def masters(self) -> list[RedisServer]:
         """The live masters that serve slots, ordered by their lowest slot (a stable order)."""
         serving = [entry for entry in self.node_table() if entry.is_master and entry.slots and not entry.failed]
         serving.sort(key=lambda entry: min(first for first, _ in entry.slots))
         return [self.server_at(entry.port) for entry in serving]
 
-    def replica_of(self, master: RedisServer) -> Optional[RedisServer]:
+    def replica_of(self, master: RedisServer) -> RedisServer | None:
         table = self.node_table()
         master_id = next(entry.id for entry in table if entry.port == master.port)
         for entry in table:
@@ -281,7 +282,7 @@ class RedisCluster:
         """Every live node says cluster_state:ok with all slots covered and agrees on the slot
         owners; every replica is in sync with its master."""
         expected_nodes = len(self.nodes) + len(self.killed)
-        owners: Optional[List[Tuple[int, int, int]]] = None
+        owners: list[tuple[int, int, int]] | None = None
         for node in self.alive:
             client = node.client()
             try:
@@ -438,7 +439,7 @@ class SentinelSetup:
         self.replica_server = RedisServer(["--replicaof", "127.0.0.1", str(self.master_server.port), *FAST_SYNC])
         self.data_nodes = [self.master_server, self.replica_server]
         self.sentinels = [SentinelServer(self.master_server.port, quorum) for _ in range(sentinels)]
-        self.killed: List[RedisServer] = []
+        self.killed: list[RedisServer] = []
 
     def start(self, deadline_seconds: float = 30.0) -> SentinelSetup:
         try:
@@ -456,15 +457,15 @@ class SentinelSetup:
         for server in self.sentinels + self.data_nodes + self.killed:
             server.cleanup()
 
-    def url(self, db: Optional[int] = None) -> str:
+    def url(self, db: int | None = None) -> str:
         hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
         return f"redis+sentinel://{hosts}/{SERVICE_NAME}" + (f"/{db}" if db is not None else "")
 
     # -- views -----------------------------------------------------------------------------------
 
-    def reported_masters(self) -> List[Optional[Address]]:
+    def reported_masters(self) -> list[Address | None]:
         """What each sentinel answers to ``SENTINEL get-master-addr-by-name`` (None: no answer)."""
-        answers: List[Optional[Address]] = []
+        answers: list[Address | None] = []
         for sentinel in self.sentinels:
             client = sentinel.client()
             try:
@@ -494,7 +495,7 @@ class SentinelSetup:
         (_, port), = answers  # type: ignore[misc]
         return self.server_at(port)
 
-    def replicas(self) -> List[RedisServer]:
+    def replicas(self) -> list[RedisServer]:
         master = self.master()
         return [server for server in self.data_nodes if server is not master]
 
@@ -555,7 +556,7 @@ class SentinelSetup:
                    interval=0.1)
 
     def _wait_promoted(self, old_port: int, deadline_seconds: float) -> RedisServer:
-        def promoted() -> Optional[RedisServer]:
+        def promoted() -> RedisServer | None:
             for answer in self.reported_masters():
                 if answer is None or answer[1] == old_port:
                     continue
@@ -574,7 +575,7 @@ class SentinelSetup:
     def wait_sentinels_agree(self, deadline_seconds: float = 30.0) -> RedisServer:
         """Wait until every sentinel names the same live master; return it. (Right after a
         failover only the leader knows; the others learn from its hello messages.)"""
-        def agreed() -> Optional[RedisServer]:
+        def agreed() -> RedisServer | None:
             answers = set(self.reported_masters())
             if len(answers) != 1 or None in answers:
                 return None
@@ -601,7 +602,7 @@ class SentinelSetup:
         deadline = time.monotonic() + deadline_seconds
         old = self.wait_sentinels_agree(deadline_seconds)
         asked = self.sentinels[0]
-        refusals: List[str] = []
+        refusals: list[str] = []
         view = "not read yet"
         while True:
             try:
@@ -631,7 +632,7 @@ class SentinelSetup:
         self._wait_promoted(old.port, max(1.0, deadline - started))
         return time.monotonic() - started
 
-    def promotable_replica(self, sentinel: SentinelServer, master_port: int) -> Tuple[bool, str]:
+    def promotable_replica(self, sentinel: SentinelServer, master_port: int) -> tuple[bool, str]:
         """Whether ``sentinel`` names ``master_port`` as master, has no failover in progress and
         sees a replica it would promote (the checks of Redis's ``sentinelSelectSlave``) that is in
         sync by its own INFO; also a description of what it sees, for messages.
@@ -647,7 +648,7 @@ class SentinelSetup:
         finally:
             client.close()
         master_flags = flags_of(state)
-        described: List[str] = []
+        described: list[str] = []
         good = 0
         for replica in replicas:
             port = int(replica.get("port", 0))

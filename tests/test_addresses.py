@@ -3,8 +3,6 @@ messages (never with its password), and every malformed URL refused at startup b
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import pytest
 
 from redis_session.addresses import NodesAddress, describe_url, parse_nodes_url, split_url, store_url_problems
@@ -28,7 +26,7 @@ SECRET = "hunter2"
     ("REDIS+CLUSTER://A:7000", (("A", 7000),)),
     ("redis+sentinel://s1,s2:26380,[::1]/mymaster", (("s1", 26379), ("s2", 26380), ("::1", 26379))),
 ])
-def test_hosts_are_read_with_their_ports(url: str, nodes: Tuple[Tuple[str, int], ...]) -> None:
+def test_hosts_are_read_with_their_ports(url: str, nodes: tuple[tuple[str, int], ...]) -> None:
     """Several hosts, IPv6 addresses in brackets, and the default port (6379, 26379 for sentinels)."""
     assert parse_nodes_url(url).nodes == nodes
 
@@ -42,7 +40,7 @@ def test_hosts_are_read_with_their_ports(url: str, nodes: Tuple[Tuple[str, int],
     ("redis+cluster://us%40er:pa%20ss@h:7000", "us@er", "pa ss"),
     ("redis+cluster://:a+b@h:7000", None, "a+b"),  # "+" is a plus, not a space
 ])
-def test_data_node_credentials_are_percent_decoded(url: str, username: Optional[str], password: Optional[str]) -> None:
+def test_data_node_credentials_are_percent_decoded(url: str, username: str | None, password: str | None) -> None:
     """The user and password before '@' are the data nodes', percent-decoded."""
     address = parse_nodes_url(url)
     assert (address.username, address.password) == (username, password)
@@ -60,7 +58,7 @@ def test_data_node_credentials_are_percent_decoded(url: str, username: Optional[
      ("mymaster", 0, None, "watcher", "s/1")),
 ])
 def test_sentinel_service_database_and_sentinel_credentials(
-        url: str, expected: Tuple[str, int, Optional[str], Optional[str], Optional[str]]) -> None:
+        url: str, expected: tuple[str, int, str | None, str | None, str | None]) -> None:
     """The service name and database come from the path; sentinel_username/sentinel_password are the
     sentinels' own credentials, kept apart from the data nodes' password."""
     address = parse_nodes_url(url)
@@ -219,7 +217,7 @@ def test_a_store_whose_password_holds_a_slash_is_named_without_it() -> None:
     ("unix:///tmp/s.sock", ("unix", None, "", "/tmp/s.sock", "", None)),
     ("redis+sentinel://s/m?sentinel_password=p@ss", ("redis+sentinel", None, "s", "/m", "sentinel_password=p@ss", None)),
 ])
-def test_the_host_part_ends_at_the_first_slash_question_mark_or_hash(url: str, parts: List[Optional[str]]) -> None:
+def test_the_host_part_ends_at_the_first_slash_question_mark_or_hash(url: str, parts: list[str | None]) -> None:
     """The one rule: hosts run to the first '/', '?' or '#'; the user part to the hosts' last '@'."""
     split = split_url(url)
     assert (split.scheme, split.userinfo, split.hosts, split.path, split.query, split.fragment) == tuple(parts)

@@ -1,41 +1,39 @@
 """The admin command (``python -m redis_session``, ``redis-session``) run as a user runs it, against
-a spawned standalone redis-server and a spawned 3-master cluster: output, ``--json``, progress and
-exit codes (0 done, 1 no such session, 2 usage, 3 store unavailable, 4 configuration, 5 bug)."""
+a spawned standalone redis-server and a spawned 3-master cluster: output for humans and
+``--json`` (errors too), sessions named by handle (never by id), progress and exit codes
+(0 done, 1 no such session, 2 usage, 3 store unavailable, 4 configuration, 5 bug)."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 import pytest
 
 import redis_session.__main__ as command_module
-from redis_session.__main__ import nearest_rank, run, split_arguments
-from redis_session.admin import SessionAdmin
+import redis_session.inventory as inventory_module
+from redis_session.__main__ import run
+from redis_session.admin import session_handle
+from redis_session.command_line import split_arguments
+from redis_session.inventory import Inventory, nearest_rank
+from redis_session.protocol import session_key, user_index_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
-from redis_session.store import Store, connect, session_key, user_index_key
+from redis_session.store import Store
 from tests.redis_servers import RedisServer
+from tests.support import RecordingCookie
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-class Cookie:
-    """A cookie sink that ignores what the session asks of the web layer."""
-
-    def issue(self, session_id: str) -> None:
-        pass
-
-    def expire(self) -> None:
-        pass
 
 
 class Terminal(io.StringIO):
@@ -55,14 +53,14 @@ class Result:
         return json.loads(self.out)
 
 
-def admin_command(url: str, prefix: str, *arguments: str, err: Optional[io.StringIO] = None) -> Result:
+def admin_command(url: str, prefix: str, *arguments: str, err: io.StringIO | None = None) -> Result:
     """``redis-session --session-redis=URL --session-redis-prefix=PREFIX ARGUMENTS`` in process."""
     out, err = io.StringIO(), err if err is not None else io.StringIO()
     code = run([f"--session-redis={url}", f"--session-redis-prefix={prefix}", *arguments], out=out, err=err)
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def subprocess_command(*arguments: str, executable: Optional[List[str]] = None) -> Result:
+def subprocess_command(*arguments: str, executable: list[str] | None = None) -> Result:
     """The command as a separate process: ``python -m redis_session ARGUMENTS``."""
     finished = subprocess.run(
         [*(executable or [sys.executable, "-m", "redis_session"]), *arguments],
@@ -75,7 +73,7 @@ def assert_one_line_failure(result: Result, code: int, *phrases: str) -> None:
     assert result.code == code, result
     assert "Traceback" not in result.err and result.out == ""
     lines = result.err.strip().splitlines()
-    assert lines and lines[0].startswith("redis-session: "), result.err
+    assert len(lines) == 1 and lines[0].startswith("redis-session: "), result.err
     for phrase in phrases:
         assert phrase in result.err, result.err
 
@@ -87,20 +85,20 @@ class Sessions:
         self.url = url
         self.prefix = f"t{uuid.uuid4().hex[:12]}"
         self.settings = SessionSettings(redis_url=url, prefix=self.prefix, cookie_secure=False).replace()
-        self.store: Store = connect(self.settings)
+        self.store: Store = Store.connect(self.settings)
 
-    def run(self, *arguments: str, err: Optional[io.StringIO] = None) -> Result:
+    def run(self, *arguments: str, err: io.StringIO | None = None) -> Result:
         return admin_command(self.url, self.prefix, *arguments, err=err)
 
-    def new(self, user: Optional[str] = None, **fields: Any) -> str:
-        session = Session(self.store, self.settings, None, Cookie())
+    def new(self, user: str | None = None, **fields: Any) -> str:
+        session = Session(self.store, self.settings, None, RecordingCookie())
         session.update(fields or {"name": "alice"})
         if user is not None:
             session.bind_user(user)
         assert session.session_id is not None
         return session.session_id
 
-    def bulk(self, count: int, ttl: int = 3600) -> List[str]:
+    def bulk(self, count: int, ttl: int = 3600) -> list[str]:
         """``count`` session hashes written directly (fast), each with ``ttl``."""
         ids = [secrets.token_urlsafe(32) for _ in range(count)]
         pipeline = self.store.client.pipeline(transaction=False)
@@ -114,7 +112,7 @@ class Sessions:
         return session_key(self.prefix, session_id)
 
     def close(self) -> None:
-        self.store.client.close()
+        self.store.close()
 
 
 @pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.cluster)])
@@ -168,9 +166,18 @@ def test_stats_reports_sessions_memory_and_ttl_spread(sessions: Sessions) -> Non
     assert 95 <= spread["min"] <= 100 and 195 <= spread["p90"] <= 200 and spread["max"] == spread["p90"]
 
 
+def test_stats_for_humans_aligns_its_lines_and_shows_ttls_as_durations(sessions: Sessions) -> None:
+    """stats without --json prints one aligned "name  value" line each, TTLs as durations."""
+    sessions.bulk(2, ttl=3700)
+    lines = [re.match(r"(\S.*?)\s{2,}(\S.*)", line) for line in sessions.run("stats").out.splitlines()]
+    values = {match[1]: match[2] for match in lines if match}
+    assert values["sessions"] == "2" and values["TTL"].startswith("min 1h 1m")
+    assert len({match.start(2) for match in lines if match}) == 1
+
+
 @pytest.mark.parametrize(("values", "p90"), [([7], 7), ([1, 2], 2), ([1, 2, 3, 4, 5], 5), (list(range(1, 11)), 9),
                                               (list(range(1, 21)), 18), (list(range(1, 101)), 90)])
-def test_p90_is_the_nearest_rank(values: List[int], p90: int) -> None:
+def test_p90_is_the_nearest_rank(values: list[int], p90: int) -> None:
     """The p90 TTL is the smallest value with 90% of the sessions at or below it, for small counts too."""
     assert nearest_rank(values, 0.9) == p90
 
@@ -209,57 +216,64 @@ def test_stats_sees_only_its_own_prefix_even_with_glob_characters(standalone: Se
 # -- list, show, delete, revoke-user ---------------------------------------------------------------
 
 
-def test_list_names_every_session_and_list_user_only_theirs(sessions: Sessions) -> None:
-    """list shows every session (id, handle, user, TTL); list --user only that user's."""
+def test_list_names_every_session_by_handle_and_list_user_only_theirs(sessions: Sessions) -> None:
+    """list shows every session by handle (never its id) with its user, ISO 8601 creation time and
+    TTL, in aligned columns or as JSON; list --user only that user's."""
     user = f"user-{uuid.uuid4().hex[:6]}"
     bound = sessions.new(user=user)
     loose = sessions.bulk(5)
     rows = sessions.run("list", "--json").json()
-    assert sorted(row["session_id"] for row in rows) == sorted([bound, *loose])
-    assert {row["user"] for row in rows if row["session_id"] == bound} == {user}
-    assert all(row["ttl"] > 0 for row in rows)
+    assert sorted(row["handle"] for row in rows) == sorted(session_handle(session_id) for session_id in [bound, *loose])
+    assert {row["user"] for row in rows if row["handle"] == session_handle(bound)} == {user}
+    assert all(row["ttl_seconds"] > 0 for row in rows)
+    assert [row["created"] for row in rows if row["handle"] == session_handle(bound)][0].endswith("Z")
     text = sessions.run("list")
     assert text.code == 0 and text.out.endswith("(6 sessions)\n")
+    header, *lines = text.out.splitlines()[:-1]
+    assert header.split() == ["HANDLE", "USER", "CREATED", "TTL"]
+    assert {line.index(user) for line in lines if user in line} == {header.index("USER")}  # aligned columns
+    assert all(session_id not in text.out for session_id in [bound, *loose])
     mine = sessions.run("--json", "list", "--user", user).json()
-    assert [row["session_id"] for row in mine] == [bound] and mine[0]["user"] == user
+    assert [row["handle"] for row in mine] == [session_handle(bound)] and mine[0]["user"] == user
 
 
 def test_show_prints_every_field_and_a_missing_session_exits_1(sessions: Sessions) -> None:
-    """show prints a session's fields (bookkeeping included); an unknown id exits 1 with one line."""
+    """show HANDLE prints a session's fields (bookkeeping included) and its TTL as a duration; an
+    unknown handle exits 1 with one line."""
     session_id = sessions.new(name="alice", count=3)
-    details = sessions.run("show", session_id, "--json").json()
-    assert details["fields"]["name"] == "alice" and details["fields"]["count"] == "3" and details["ttl"] > 0
-    assert_one_line_failure(sessions.run("show", "no-such-id"), 1, "no session 'no-such-id'")
+    details = sessions.run("show", session_handle(session_id), "--json").json()
+    assert details["fields"]["name"] == "alice" and details["fields"]["count"] == "3" and details["ttl_seconds"] > 0
+    text = sessions.run("show", session_handle(session_id)).out
+    assert "alice" in text and re.search(r"^ttl +(1d|23h 59m)", text, re.MULTILINE) and session_id not in text
+    assert_one_line_failure(sessions.run("show", "f" * 64), 1, f"no session {'f' * 64!r}")
 
 
-def test_an_id_that_starts_with_a_dash_is_still_an_id(sessions: Sessions) -> None:
-    """show and delete take a session id starting with '-' (1 in 64 generated ids do)."""
-    session_id = "-" + secrets.token_urlsafe(31)
-    sessions.store.client.hset(sessions.key(session_id), "name", "dash")
-    assert sessions.run("show", session_id, "--json").json()["fields"] == {"name": "dash"}
-    assert sessions.run("delete", session_id).code == 0
-    assert sessions.store.client.exists(sessions.key(session_id)) == 0
+def test_a_user_id_that_starts_with_a_dash_is_still_a_user_id(sessions: Sessions) -> None:
+    """revoke-user takes a user id starting with '-' as the user id, not as an option."""
+    sessions.new(user="-7")
+    result = sessions.run("revoke-user", "-7", "--json")
+    assert result.code == 0 and result.json() == {"user": "-7", "ended": 1}
 
 
 def test_show_and_delete_say_what_a_key_that_is_not_a_session_holds(sessions: Sessions) -> None:
-    """show and delete of an id whose key is not a hash both exit 1, name its type and leave it alone."""
+    """show and delete of a handle whose key is not a hash both exit 1, name its type and leave it alone."""
     key = sessions.key("not-a-hash")
     sessions.store.client.set(key, "x")
     for verb in ("show", "delete"):
-        assert_one_line_failure(sessions.run(verb, "not-a-hash"), 1, "holds a string, not a session hash")
+        assert_one_line_failure(sessions.run(verb, session_handle("not-a-hash")), 1, "holds a string, not a session hash")
     assert sessions.store.client.get(key) == b"x"
 
 
 def test_delete_ends_one_session_and_its_index_entry(sessions: Sessions) -> None:
-    """delete removes the session and its user-index entry; deleting it again exits 1."""
+    """delete HANDLE removes the session and its user-index entry; deleting it again exits 1."""
     user = f"user-{uuid.uuid4().hex[:6]}"
     doomed, kept = sessions.new(user=user), sessions.new(user=user)
-    result = sessions.run("delete", doomed, "--json")
-    assert result.code == 0 and result.json() == {"deleted": doomed}
+    result = sessions.run("delete", session_handle(doomed), "--json")
+    assert result.code == 0 and result.json() == {"deleted": session_handle(doomed)}
     client = sessions.store.client
     assert client.exists(sessions.key(doomed)) == 0 and client.exists(sessions.key(kept)) == 1
     assert [member.decode() for member in client.zrange(user_index_key(sessions.prefix, user), 0, -1)] == [kept]
-    assert_one_line_failure(sessions.run("delete", doomed), 1, "no session")
+    assert_one_line_failure(sessions.run("delete", session_handle(doomed)), 1, "no session")
 
 
 def test_revoke_user_ends_every_session_of_the_user(sessions: Sessions) -> None:
@@ -268,10 +282,11 @@ def test_revoke_user_ends_every_session_of_the_user(sessions: Sessions) -> None:
     own = [sessions.new(user=user) for _ in range(3)]
     other = sessions.new(user=user + "-other")
     result = sessions.run("--json", "revoke-user", user)
-    assert result.code == 0 and result.json()["ended"] == 3
+    assert result.code == 0 and result.json() == {"user": user, "ended": 3}
     client = sessions.store.client
     assert not any(client.exists(sessions.key(session_id)) for session_id in own)
     assert client.exists(sessions.key(other)) == 1
+    assert sessions.run("revoke-user", user).out == f"ended 0 session(s) of user {user}\n"
 
 
 # -- purge -------------------------------------------------------------------------------------------
@@ -334,7 +349,7 @@ def test_session_flags_take_their_value_after_a_space(standalone: Sessions) -> N
     (["--config", "show", "delete", "-x"], {}, ["--config", "show", "delete", "--", "-x"]),
     (["list", "--", "--session-redis=x"], {}, ["list", "--", "--session-redis=x"]),
 ])
-def test_session_flags_are_taken_out_wherever_they_are(arguments: List[str], flags: Dict[str, str], rest: List[str]) -> None:
+def test_session_flags_are_taken_out_wherever_they_are(arguments: list[str], flags: dict[str, str], rest: list[str]) -> None:
     """--session-* flags (dashes or underscores, value after '=' or a space) are the app's; ids
     that start with '-' stay ids."""
     assert split_arguments(arguments) == (flags, rest)
@@ -345,9 +360,9 @@ def test_session_flags_are_taken_out_wherever_they_are(arguments: List[str], fla
     (["frobnicate"], "invalid choice"),
     (["--session-nonsense=1", "stats"], "unknown flag --session-nonsense"),
     (["stats", "--session-redis"], "--session-redis needs a value"),
-    (["show"], "ID"),
+    (["show"], "HANDLE"),
 ])
-def test_usage_errors_exit_2(arguments: List[str], phrase: str) -> None:
+def test_usage_errors_exit_2(arguments: list[str], phrase: str) -> None:
     """A malformed command line exits 2 and says what is wrong (nothing is connected)."""
     err = io.StringIO()
     assert run(["--session-redis=redis://127.0.0.1:1/0", *arguments], out=io.StringIO(), err=err) == 2
@@ -370,7 +385,7 @@ def test_help_exits_0() -> None:
     (["--session-redis=redis+sentinel://127.0.0.1:26379"], ["service name"]),
     (["--session-redis=redis://127.0.0.1:0/0"], ["out of range"]),
 ])
-def test_configuration_errors_exit_4(flags: List[str], phrases: List[str]) -> None:
+def test_configuration_errors_exit_4(flags: list[str], phrases: list[str]) -> None:
     """A bad flag value or store URL exits 4 with one message (password hidden), no traceback."""
     out, err = io.StringIO(), io.StringIO()
     result = Result(run([*flags, "stats"], out=out, err=err), out.getvalue(), err.getvalue())
@@ -393,7 +408,7 @@ def syntax_error_in(source: str, path: Path) -> SyntaxError:
     ("session_expire = 60\nraise RuntimeError('config exploded')\n", "line 2: RuntimeError: config exploded"),
     ("session_expire = 'soon'\n", "session_expire"),
 ])
-def test_a_broken_config_file_exits_4(tmp_path: Path, content: str, phrase: Optional[str]) -> None:
+def test_a_broken_config_file_exits_4(tmp_path: Path, content: str, phrase: str | None) -> None:
     """A config file with a syntax error, one that raises, or one with a bad value exits 4 naming
     the file (and line), without a traceback."""
     config = tmp_path / "app.conf"
@@ -401,7 +416,7 @@ def test_a_broken_config_file_exits_4(tmp_path: Path, content: str, phrase: Opti
     if phrase is None:
         error = syntax_error_in(content, config)
         assert error.lineno == 1 and error.msg
-        phrase = f"line 1: {error.msg}"
+        phrase = f"line 1: syntax error: {error.msg}"
     out, err = io.StringIO(), io.StringIO()
     result = Result(run([f"--config={config}", "stats"], out=out, err=err), out.getvalue(), err.getvalue())
     assert_one_line_failure(result, 4, str(config), phrase)
@@ -453,15 +468,15 @@ def test_a_connection_lost_in_the_middle_of_stats_exits_3(own_redis_server: Redi
         writer.bulk(60)
     finally:
         writer.close()
-    monkeypatch.setattr(command_module, "SCAN_COUNT", 5)
-    read = SessionAdmin.session_stats
+    monkeypatch.setattr(inventory_module, "SCAN_COUNT", 5)
+    read = Inventory._pipelined
 
-    def read_then_crash(self: SessionAdmin, primary: Any, session_ids: List[str]) -> Any:
-        result = read(self, primary, session_ids)
+    def read_then_crash(self: Inventory, primary: Any, commands: Any) -> Any:
+        result = read(self, primary, commands)
         own_redis_server.stop()
         return result
 
-    monkeypatch.setattr(SessionAdmin, "session_stats", read_then_crash)
+    monkeypatch.setattr(Inventory, "_pipelined", read_then_crash)
     assert_one_line_failure(writer.run("stats"), 3, "unavailable")
 
 
@@ -470,19 +485,35 @@ def test_a_bug_exits_5_with_its_traceback(standalone: Sessions, monkeypatch: pyt
     def broken(*_: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(command_module, "stats", broken)
+    monkeypatch.setattr(Inventory, "stats", broken)
     result = standalone.run("stats")
     assert result.code == 5 and "Traceback" in result.err and "RuntimeError: a bug" in result.err
+
+
+@pytest.mark.parametrize(("arguments", "code", "phrase"), [
+    (["show", "f" * 64], 1, "no session"),
+    (["purge"], 2, "--yes"),
+])
+def test_json_errors_are_json_with_the_same_exit_codes(standalone: Sessions, arguments: list[str], code: int, phrase: str) -> None:
+    """With --json a failure is a JSON object on stdout ({"error", "exit_code"}) and the exit code
+    is the same as without it; nothing goes to stderr."""
+    result = standalone.run(*arguments, "--json")
+    assert result.code == code and result.err == ""
+    assert result.json()["exit_code"] == code and phrase in result.json()["error"]
+    unreachable = admin_command(f"redis://127.0.0.1:{RedisServer().port}/0", "p", "--json", "stats")
+    assert unreachable.code == 3 and unreachable.json()["exit_code"] == 3
 
 
 # -- progress -------------------------------------------------------------------------------------------
 
 
-def shown_counts(text: str, label: str) -> List[int]:
+def shown_counts(text: str, label: str) -> list[int]:
+    """The counts a progress line showed, frame by frame ("sessions: 40, done [00:00]")."""
     counts = []
     for frame in text.replace("\n", "\r").split("\r"):
-        if frame.startswith(f"{label}: "):
-            counts.append(int(frame[len(label) + 2:].split()[0]))
+        match = re.match(rf"{label}: (\d+)", frame)
+        if match:
+            counts.append(int(match[1]))
     return counts
 
 
@@ -490,22 +521,22 @@ def test_progress_is_shown_page_by_page_on_a_terminal(standalone: Sessions, monk
     """On a terminal, stats shows a growing session count while it scans and reads, page by page,
     and ends the line with the total."""
     standalone.bulk(300)
-    monkeypatch.setattr(command_module, "SCAN_COUNT", 20)
-    monkeypatch.setattr(command_module.Progress, "interval", 0.0)
+    monkeypatch.setattr(inventory_module, "SCAN_COUNT", 20)
+    monkeypatch.setattr(command_module, "PROGRESS_INTERVAL", 0.0)
     terminal = Terminal()
-    shown_while_reading: List[int] = []
-    read = SessionAdmin.session_stats
+    shown_while_reading: list[int] = []
+    read = Inventory._pipelined
 
-    def watched(self: SessionAdmin, primary: Any, session_ids: List[str]) -> Any:
+    def watched(self: Inventory, primary: Any, commands: Any) -> Any:
         shown_while_reading.append(len(shown_counts(terminal.getvalue(), "sessions")))
-        return read(self, primary, session_ids)
+        return read(self, primary, commands)
 
-    monkeypatch.setattr(SessionAdmin, "session_stats", watched)
+    monkeypatch.setattr(Inventory, "_pipelined", watched)
     result = standalone.run("stats", "--json", err=terminal)
     assert result.code == 0 and result.json()["sessions"] == 300
     counts = shown_counts(terminal.getvalue(), "sessions")
     assert len(counts) > 5 and counts == sorted(counts) and counts[-1] == 300
-    assert "sessions: 300 done" in terminal.getvalue()
+    assert "sessions: 300, done" in terminal.getvalue()
     assert max(shown_while_reading) > 0  # progress was on screen before the per-session reads ended
     assert result.out.startswith("{")  # progress never reaches stdout
 
@@ -513,8 +544,8 @@ def test_progress_is_shown_page_by_page_on_a_terminal(standalone: Sessions, monk
 def test_no_progress_when_stderr_is_not_a_terminal(standalone: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a pipe or a log (stderr not a terminal) stats, list and purge write nothing on stderr."""
     standalone.bulk(50)
-    monkeypatch.setattr(command_module, "SCAN_COUNT", 10)
-    monkeypatch.setattr(command_module.Progress, "interval", 0.0)
+    monkeypatch.setattr(inventory_module, "SCAN_COUNT", 10)
+    monkeypatch.setattr(command_module, "PROGRESS_INTERVAL", 0.0)
     for arguments in (["stats"], ["list"], ["purge", "--yes"]):
         result = standalone.run(*arguments)
         assert result.code == 0 and result.err == "", (arguments, result.err)
@@ -523,34 +554,34 @@ def test_no_progress_when_stderr_is_not_a_terminal(standalone: Sessions, monkeyp
 def test_list_and_purge_show_progress_on_a_terminal(standalone: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     """list and purge also count on a terminal, ending with their totals."""
     standalone.bulk(40)
-    monkeypatch.setattr(command_module, "SCAN_COUNT", 10)
+    monkeypatch.setattr(inventory_module, "SCAN_COUNT", 10)
     listing, purging = Terminal(), Terminal()
     assert standalone.run("list", err=listing).code == 0
-    assert "sessions: 40 done" in listing.getvalue()
+    assert "sessions: 40, done" in listing.getvalue()
     assert standalone.run("purge", "--yes", err=purging).code == 0
-    assert "deleted keys: 40 done" in purging.getvalue()
+    assert "deleted keys: 40, done" in purging.getvalue()
 
 
-def test_the_scan_hands_on_each_page_as_it_arrives(own_redis_server: RedisServer) -> None:
-    """Scanning sessions asks Redis for one SCAN page at a time instead of the whole keyspace first."""
+def test_the_scan_reports_each_page_as_it_arrives(own_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing asks Redis for one SCAN page at a time, and reports the first page before it asks
+    for the rest of the keyspace."""
+    monkeypatch.setattr(inventory_module, "SCAN_COUNT", 10)
     writer = Sessions(own_redis_server.url)
+    client = own_redis_server.client()
     try:
         writer.bulk(200)
-        client = own_redis_server.client()
-        try:
-            before = scan_calls(client)
-            ids = SessionAdmin(writer.settings, writer.store).scan_session_ids(count=10)
-            next(ids)
-            assert scan_calls(client) - before <= 2
-            ids.close()
-        finally:
-            client.close()
+        before = scan_calls(client)
+        scans_at_each_page: list[int] = []
+        rows = Inventory(writer.settings, writer.store).rows(lambda count, detail: scans_at_each_page.append(scan_calls(client)))
+        assert len(rows) == 200
+        assert scans_at_each_page[0] - before <= 2 and len(scans_at_each_page) > 5
     finally:
+        client.close()
         writer.close()
 
 
 def scan_calls(client: Any) -> int:
-    stats: Dict[str, Any] = client.info("commandstats")
+    stats: dict[str, Any] = client.info("commandstats")
     return int(stats.get("cmdstat_scan", {}).get("calls", 0))
 
 

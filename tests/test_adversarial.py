@@ -14,8 +14,9 @@ import os
 import pickle
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import pytest
 import tornado.web
@@ -117,7 +118,7 @@ HANDLERS = [
 
 
 def start(serve: Callable[..., LiveServer], store_url: str, prefix: str, cookie_secret: Any = COOKIE_SECRET,
-          app: Optional[Dict[str, Any]] = None, **overrides: Any) -> LiveServer:
+          app: dict[str, Any] | None = None, **overrides: Any) -> LiveServer:
     """The app above on ``store_url`` under ``prefix``; ``overrides`` are redis_session settings."""
     return serve(HANDLERS, cookie_secret=cookie_secret, redis_session=app_settings(store_url, prefix, **overrides),
                  **(app or {}))
@@ -148,7 +149,7 @@ def is_expiry(header: str) -> bool:
     return "Max-Age=0" in header or "01 Jan 1970" in header
 
 
-def issued_id(response: Response) -> Optional[str]:
+def issued_id(response: Response) -> str | None:
     """The session id a response's Set-Cookie carries (``None`` when it sets none or expires it)."""
     for header in response.set_cookies:
         if header.startswith(COOKIE + "=") and not is_expiry(header):
@@ -166,11 +167,11 @@ def key(prefix: str, session_id: str) -> str:
     return f"{prefix}:sessions:{session_id}"
 
 
-def session_keys(client: Any, prefix: str) -> List[bytes]:
+def session_keys(client: Any, prefix: str) -> list[bytes]:
     return sorted(client.scan_iter(match=f"{prefix}:sessions:*"))
 
 
-def new_browser(server: LiveServer, cookies: Dict[str, str]) -> Browser:
+def new_browser(server: LiveServer, cookies: dict[str, str]) -> Browser:
     browser = server.browser()
     browser.cookies = dict(cookies)
     return browser
@@ -265,12 +266,12 @@ def test_rotated_cookie_secrets_accept_old_cookies_while_their_key_is_listed(ser
 
 
 @pytest.fixture
-def signature_checks(monkeypatch: pytest.MonkeyPatch) -> List[bytes]:
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Every v2 signature check Tornado makes during the test, in order."""
-    checks: List[bytes] = []
+    checks: list[bytes] = []
     original = tornado.web._decode_signed_value_v2
 
-    def counting(secret: Any, name: str, value: bytes, *args: Any) -> Optional[bytes]:
+    def counting(secret: Any, name: str, value: bytes, *args: Any) -> bytes | None:
         checks.append(value)
         return original(secret, name, value, *args)
 
@@ -437,7 +438,7 @@ def test_logs_never_contain_a_session_id_or_cookie(serve, redis_server, prefix, 
     caplog.set_level(logging.DEBUG)
     server = start(serve, redis_server.url, prefix)
     alice, bob = server.browser(), server.browser()
-    seen: List[str] = []
+    seen: list[str] = []
 
     def remember(browser: Browser) -> None:
         cookie = browser.cookies[COOKIE]
@@ -513,7 +514,7 @@ def test_a_cookie_replayed_after_logout_is_anonymous_and_never_reused(serve, sto
 # -- crowds ----------------------------------------------------------------------------------
 
 
-def bare_get(port: int, path: str, cookie: Optional[str]) -> tuple:
+def bare_get(port: int, path: str, cookie: str | None) -> tuple:
     """One request on a fresh connection that the server closes (no keep-alive)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -527,17 +528,17 @@ def bare_get(port: int, path: str, cookie: Optional[str]) -> tuple:
         connection.close()
 
 
-def junk_cookies(count: int) -> List[Optional[str]]:
+def junk_cookies(count: int) -> list[str | None]:
     """No cookie, garbage, tampered, oversized, v1, wrong-name, not-an-id and validly signed unknown ids."""
     real = tornado.web.create_signed_value(COOKIE_SECRET, COOKIE, secrets.token_urlsafe(24)).decode()
-    fixed: List[Optional[str]] = [
+    fixed: list[str | None] = [
         None, "", "garbage", '"unterminated', real[:-1] + ("0" if real[-1] != "0" else "1"), real[:40],
         "2|" + "9" * 600, tornado.web.create_signed_value(COOKIE_SECRET, COOKIE, "x" * 40, version=1).decode(),
         tornado.web.create_signed_value(COOKIE_SECRET, "other-cookie", secrets.token_urlsafe(24)).decode(),
         tornado.web.create_signed_value(COOKIE_SECRET, COOKIE, "../../not an id").decode(),
         tornado.web.create_signed_value("another-secret-" + "z" * 30, COOKIE, secrets.token_urlsafe(24)).decode(),
     ]
-    mix: List[Optional[str]] = []
+    mix: list[str | None] = []
     for index in range(count):
         if index % 3 == 0:
             mix.append(signed(secrets.token_urlsafe(24)))
@@ -576,7 +577,7 @@ class AsyncField(AsyncSessionHandler):
 ASYNC_HANDLERS = [("/note", AsyncNote), (r"/field/(\w+)", AsyncField)]
 
 
-def concurrent_servers(serve: Callable[..., LiveServer], redis_url: str, prefix: str, kind: str) -> List[LiveServer]:
+def concurrent_servers(serve: Callable[..., LiveServer], redis_url: str, prefix: str, kind: str) -> list[LiveServer]:
     """Servers whose requests really overlap: coroutine handlers on one IOLoop (interleaved at
     every Redis round trip), or blocking handlers on two servers, each on its own thread."""
     if kind == "async":
@@ -640,7 +641,7 @@ def test_a_hundred_parallel_first_visits_get_a_hundred_sessions(serve, redis_ser
     """100 cookieless first writes at once get 100 distinct ids and 100 keys."""
     servers = concurrent_servers(serve, redis_server.url, prefix, kind)
 
-    def first_visit(index: int) -> Optional[str]:
+    def first_visit(index: int) -> str | None:
         response = servers[index % len(servers)].browser().post("/note", f"visitor {index}".encode())
         assert response.status == 200
         return issued_id(response)

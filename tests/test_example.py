@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, List
 
 import pytest
 import tornado.web
@@ -24,7 +24,7 @@ EXAMPLE_SECRET = "example-test-secret-" + "z" * 32
 class RunningExample:
     """One example process on a free port, its output captured in ``log``."""
 
-    def __init__(self, flags: List[str], log: Path, script: Path = EXAMPLE) -> None:
+    def __init__(self, flags: list[str], log: Path, script: Path = EXAMPLE) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
@@ -62,7 +62,7 @@ class RunningExample:
 @pytest.fixture
 def run_example(tmp_path: Path) -> Iterator[Callable[..., RunningExample]]:
     """``run_example(*flags)`` starts the counter example; every process is terminated afterwards."""
-    started: List[RunningExample] = []
+    started: list[RunningExample] = []
 
     def run(*flags: str) -> RunningExample:
         example = RunningExample(list(flags), tmp_path / f"example-{len(started)}.log")
@@ -74,7 +74,7 @@ def run_example(tmp_path: Path) -> Iterator[Callable[..., RunningExample]]:
         example.terminate()
 
 
-def counts(response: Response) -> List[str]:
+def counts(response: Response) -> list[str]:
     """The two numbers the counter prints: the count before and after this visit."""
     assert response.status == 200, response
     return [line.rsplit(":", 1)[1] for line in response.text.splitlines()]

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any
 
 import pytest
 import tornado.web
@@ -175,7 +176,7 @@ def flip(text: str, index: int) -> str:
 
 
 #: Each way a session-id cookie can be wrong, built from the valid cookie of an existing session.
-BAD_COOKIES: Dict[str, Callable[[Flask, str, str, pytest.MonkeyPatch], str]] = {
+BAD_COOKIES: dict[str, Callable[[Flask, str, str, pytest.MonkeyPatch], str]] = {
     "tampered signature": lambda app, valid, sid, mp: flip(valid, -10),
     "tampered payload": lambda app, valid, sid, mp: flip(valid, 2),
     "truncated": lambda app, valid, sid, mp: valid[:-6],
@@ -426,7 +427,7 @@ def test_setup_session_opens_no_connection(prefix, scheme):
 def test_a_store_that_failed_to_build_is_built_by_the_next_request(prefix, monkeypatch):
     """The store is built by the first request, not by setup_session; if that fails (a 503), the
     next request builds it again instead of reusing the failure, and the app recovers."""
-    attempts: List[str] = []
+    attempts: list[str] = []
 
     connect = Store.connect
 
@@ -489,10 +490,10 @@ def test_session_admin_lists_and_revokes_the_users_sessions(store_url, prefix):
     assert [info.user_id for info in admin.sessions_for_user("alice")] == ["alice"]
 
 
-def cookie_parts(header: str) -> Dict[str, Any]:
+def cookie_parts(header: str) -> dict[str, Any]:
     """A Set-Cookie header's attributes (names in lower case; flags map to True), minus the
     value and Expires, which differ by design between two responses."""
-    parts: Dict[str, Any] = {}
+    parts: dict[str, Any] = {}
     for item in header.split(";")[1:]:
         name, has_value, value = item.strip().partition("=")
         if name.lower() != "expires":
@@ -555,7 +556,7 @@ class QuietRequestHandler(WSGIRequestHandler):
 
 
 @pytest.fixture
-def threaded_flask(redis_server: RedisServer, prefix: str) -> Iterator[Dict[str, Any]]:
+def threaded_flask(redis_server: RedisServer, prefix: str) -> Iterator[dict[str, Any]]:
     """The counter app on Werkzeug's threaded server (one thread per request), on loopback."""
     app = counter_app(redis_server.url, prefix, SESSION_COOKIE_SECURE=False)
     port = free_port()
@@ -568,7 +569,7 @@ def threaded_flask(redis_server: RedisServer, prefix: str) -> Iterator[Dict[str,
     thread.join(10)
 
 
-def session_keys(app: Flask, prefix: str) -> List[bytes]:
+def session_keys(app: Flask, prefix: str) -> list[bytes]:
     return list(app.extensions["redis_session"].store.client.scan_iter(match=f"{prefix}:sessions:*"))
 
 

@@ -5,8 +5,8 @@ Through ``make_session`` each test runs directly and inside real Tornado (sync a
 Flask requests (see tests/integrations.py); cookie changes reach the ``RecordingCookie`` from the
 response's ``Set-Cookie`` either way. What the session left in Redis (keys, TTLs, bookkeeping
 fields) is checked with the raw client of the test's store. Only the tests that step through the
-session's own Redis calls (``session._core``) to act in the gap between two of them are
-``direct_only``; the flash race drives Session objects from threads itself.
+session's own Redis calls (``session._core``) to act in the gap between two of them use
+``direct_session``; the flash race drives Session objects from threads itself.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable, List, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,13 @@ from tests.redis_servers import RedisServer
 from tests.support import TestStores
 
 CREATED = "__rs:created"
+
+
+
+@pytest.fixture
+def store_url(topology_store_url: str) -> str:
+    """This behaviour suite runs on every store and topology (conftest.TOPOLOGIES)."""
+    return topology_store_url
 
 
 @pytest.fixture
@@ -46,7 +54,7 @@ def set_age(client: Any, key: str, seconds: int) -> None:
     client.hset(key, CREATED, int(time.time()) - seconds)
 
 
-def all_keys(client: Any, prefix: str) -> List[bytes]:
+def all_keys(client: Any, prefix: str) -> list[bytes]:
     return sorted(client.scan_iter(match=f"{prefix}:*"))
 
 
@@ -337,9 +345,9 @@ def test_concurrent_flashes_never_return_a_message_twice(redis_server: RedisServ
             producer.flash(f"message {number}")
         done.set()
 
-    def consume(_: int) -> List[Tuple[str, str]]:
+    def consume(_: int) -> list[tuple[str, str]]:
         request = Session(store, settings, session_id, RecordingCookie())
-        popped: List[Tuple[str, str]] = []
+        popped: list[tuple[str, str]] = []
         start.wait()
         while not done.is_set():
             popped.extend(request.flashes())
@@ -495,14 +503,13 @@ def run_in_steps(session: Session, operation: Any) -> Any:
         return
 
 
-@pytest.mark.direct_only
-def test_a_write_during_regenerate_goes_to_a_new_session_of_its_own(make_session, redis_client, keys_of):
+def test_a_write_during_regenerate_goes_to_a_new_session_of_its_own(direct_session, redis_client, keys_of):
     """Request B writes with the old id while request A regenerates: B's write lands in a new
     session of B's, never in the key A is moving away (where it would vanish)."""
-    session = make_session()
+    session = direct_session()
     session.user = "alice"
     old_id = session.session_id
-    request_b = make_session(old_id)
+    request_b = direct_session(old_id)
     steps = run_in_steps(session, session._core.regenerate())
     next(steps)  # the first call (the move starts) is about to run
     next(steps)  # it ran; the rest of the move is about to run
@@ -517,21 +524,20 @@ def test_a_write_during_regenerate_goes_to_a_new_session_of_its_own(make_session
     assert redis_client.exists(keys_of(old_id)) == 0
 
 
-def bound_keys(redis_client: Any, prefix: str, user: str) -> List[bytes]:
+def bound_keys(redis_client: Any, prefix: str, user: str) -> list[bytes]:
     """Keys of live sessions bound to ``user``."""
     return sorted(key for key in redis_client.scan_iter(match=f"{prefix}:sessions:*")
                   if redis_client.hget(key, "__rs:user") == user.encode())
 
 
-@pytest.mark.direct_only
 @pytest.mark.parametrize("gap", range(6))
 def test_revoke_user_racing_a_sign_in_never_leaves_a_session_it_missed(
-    make_session, make_settings, registry, redis_client, keys_of, prefix, gap
+    direct_session, make_settings, registry, redis_client, keys_of, prefix, gap
 ):
     """revoke_user("alice") lands in any gap of a bind_user("alice"): a sign-in it saw listed is
     ended, and one it did not see stays listed, so nothing bound escapes both."""
     admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
-    session = make_session()
+    session = direct_session()
     session.cart = "3 items"
     listed = False  # has the new id been written to alice's index yet?
     revoked_after_listing = False

@@ -12,8 +12,8 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 from urllib.parse import urlencode
 
 import pytest
@@ -92,11 +92,11 @@ def signed_in_browser(app: LoginApp, user: str) -> Browser:
     return browser
 
 
-def shown_flashes(page: Response) -> List[str]:
+def shown_flashes(page: Response) -> list[str]:
     return re.findall(r'<p class="[^"]*">([^<]*)</p>', page.text)
 
 
-def session_rows(page: Response) -> List[str]:
+def session_rows(page: Response) -> list[str]:
     return re.findall(r"<tr><td>.*?</tr>", page.text)
 
 
@@ -106,7 +106,7 @@ def own_handle_prefix(page: Response) -> str:
     return match.group(1)
 
 
-def revoke_handles(page: Response) -> List[str]:
+def revoke_handles(page: Response) -> list[str]:
     return re.findall(r"name=handle value=([0-9a-f]+)>", page.text)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import configparser
 from pathlib import Path
-from typing import Dict, List
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -14,7 +13,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def declared_requirements() -> List[Requirement]:
+def declared_requirements() -> list[Requirement]:
     """Every requirement setup.cfg declares: install_requires and every extra."""
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg", encoding="utf-8")
@@ -24,8 +23,8 @@ def declared_requirements() -> List[Requirement]:
     return [Requirement(line) for line in lines if line.strip()]
 
 
-def lowest_pins() -> Dict[str, str]:
-    pins: Dict[str, str] = {}
+def lowest_pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
     for line in (ROOT / "constraints" / "lowest.txt").read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
@@ -45,7 +44,7 @@ def noxfile_constant(name: str) -> object:
 def test_every_lower_bound_is_pinned_in_the_lowest_constraints():
     """Each requirement's minimum (setup.cfg, extras included) is the version the lowest session installs."""
     pins = lowest_pins()
-    minimums: Dict[str, str] = {}
+    minimums: dict[str, str] = {}
     for requirement in declared_requirements():
         bounds = [spec.version for spec in requirement.specifier if spec.operator == ">="]
         assert len(bounds) == 1, f"{requirement} needs exactly one lower bound (>=)"

@@ -8,7 +8,7 @@ plain writes are sent once more on a fresh connection, and only once.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

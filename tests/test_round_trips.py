@@ -7,7 +7,8 @@ counted inside redis-py's connection class, as bench/apps.py counts them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis.connection
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.redis_server
 
 
 @pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> List[int]:
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """``round_trips[0]``: requests written to any Redis socket since the test reset it to 0."""
     counter = [0]
     original = redis.connection.AbstractConnection.send_packed_command
@@ -57,7 +58,7 @@ def new_session(redis_server: RedisServer, registry: TestStores, prefix: str) ->
     yield make
 
 
-def cost(round_trips: List[int], action: Callable[[], Any]) -> int:
+def cost(round_trips: list[int], action: Callable[[], Any]) -> int:
     round_trips[0] = 0
     action()
     return round_trips[0]
@@ -98,6 +99,22 @@ def test_calls_right_after_a_ttl_refresh_do_not_repeat_it(new_session, redis_ser
     assert calls.get("expire") == 1  # the first read's; the later reads and the write's script skip it
     assert calls.get("hmget") == 3
     assert client.ttl(f"{prefix}:sessions:{session.session_id}") > 590
+    client.close()
+
+
+def test_reads_right_after_a_session_is_created_do_not_set_its_ttl_again(new_session, redis_server):
+    """The write that creates a session sets its TTL; the reads that follow in the same request
+    are the bare read (no EXPIRE)."""
+    session = new_session()
+    client = redis_server.client()
+    client.config_resetstat()
+
+    session.a = 1
+    session.a, session.b  # noqa: B018 - two reads right after the first write
+
+    calls = {name[len("cmdstat_"):]: stats["calls"] for name, stats in client.info("commandstats").items()}
+    assert calls.get("expire", 0) == 1  # inside the creating script only
+    assert calls.get("hmget") == 2
     client.close()
 
 

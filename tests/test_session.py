@@ -3,7 +3,7 @@ without a web framework in the way.
 
 Every test runs on the in-process store and on a real redis-server (``store_url``), and, through
 ``make_session``, directly and inside real Tornado (sync and async) and Flask requests. Tests that
-look inside the session object are marked ``direct_only``. What the session left in Redis is
+look inside the session object use ``direct_session`` (no web integration). What the session left in Redis is
 checked with the raw client of the test's store.
 """
 
@@ -14,17 +14,25 @@ import logging
 import re
 import secrets
 import time
-from typing import Any, Callable, List
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from redis_session import Value
-from redis_session.errors import RedisSessionError, SessionLimitError, SessionValueError
+from redis_session.errors import RedisSessionError, SessionLimitError, SessionTypeError, SessionValueError
 from redis_session.settings import SessionSettings
 from tests.conftest import RecordingCookie
 from tests.support import TestStores
 
 CREATED = "__rs:created"
+
+
+
+@pytest.fixture
+def store_url(topology_store_url: str) -> str:
+    """This behaviour suite runs on every store and topology (conftest.TOPOLOGIES)."""
+    return topology_store_url
 
 
 @pytest.fixture
@@ -39,7 +47,7 @@ def key_of(prefix: str) -> Callable[[str], str]:
     return lambda session_id: f"{prefix}:sessions:{session_id}"
 
 
-def all_keys(client: Any, prefix: str) -> List[bytes]:
+def all_keys(client: Any, prefix: str) -> list[bytes]:
     return sorted(client.scan_iter(match=f"{prefix}:*"))
 
 
@@ -431,11 +439,16 @@ def test_method_names_work_as_fields_through_item_access(make_session):
 
 
 @pytest.mark.parametrize("name", ["load", "get", "incr", "session_id"])
-def test_assigning_a_method_name_as_an_attribute_says_to_use_item_access(make_session, name):
-    """``s.load = 1`` raises AttributeError pointing at ``s["load"] = 1``, and writes nothing."""
+def test_assigning_a_method_name_as_an_attribute_says_to_use_item_access(make_session, integration, name):
+    """``s.load = 1`` raises AttributeError pointing at ``s["load"] = 1``, and writes nothing; an
+    async session refuses every assignment with a SessionTypeError pointing at ``await s.set()``."""
     session = make_session()
     session.other = 1
-    with pytest.raises(AttributeError, match=re.escape(f"session[{name!r}]")):
+    if integration == "tornado-async":
+        expected, hint = SessionTypeError, f"await self.session.set({name!r}, value)"
+    else:
+        expected, hint = AttributeError, f"session[{name!r}]"
+    with pytest.raises(expected, match=re.escape(hint)):
         setattr(session, name, 1)
     assert name not in session
 
@@ -943,11 +956,10 @@ def test_a_0_2_1_session_starts_its_lifetime_on_first_use(make_session, redis_cl
 # -- round trips -----------------------------------------------------------------------------
 
 
-@pytest.mark.direct_only
-def test_each_operation_is_one_round_trip(make_session, make_settings, registry, monkeypatch):
+def test_each_operation_is_one_round_trip(direct_session, make_settings, registry, monkeypatch):
     """get, set, update of 5 fields, incr, load, delete, ... each cost exactly one call to Redis."""
     store = registry.store_for(make_settings())
-    calls: List[str] = []
+    calls: list[str] = []
     execute = store.execute
 
     def counting_execute(call: Any) -> Any:
@@ -961,7 +973,7 @@ def test_each_operation_is_one_round_trip(make_session, make_settings, registry,
         action()
         return len(calls) - before
 
-    session = make_session()
+    session = direct_session()
     assert session._store is store
     assert round_trips(lambda: session.set("count", 1)) == 1  # creates the session
     assert round_trips(lambda: session.get("count")) == 1
@@ -981,15 +993,14 @@ def test_each_operation_is_one_round_trip(make_session, make_settings, registry,
     assert round_trips(lambda: bool(session)) == 0
 
 
-@pytest.mark.direct_only
-def test_reads_on_a_new_session_cost_no_round_trip(make_session, make_settings, registry, monkeypatch):
+def test_reads_on_a_new_session_cost_no_round_trip(direct_session, make_settings, registry, monkeypatch):
     """A session with no id answers reads, deletes and clear() without talking to Redis; its first write is one call."""
     store = registry.store_for(make_settings())
-    calls: List[str] = []
+    calls: list[str] = []
     execute = store.execute
     monkeypatch.setattr(store, "execute", lambda call: calls.append(call.script) or execute(call))
 
-    session = make_session()
+    session = direct_session()
     assert session.get("count").none
     assert session.count.none
     assert session["count"].none

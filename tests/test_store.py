@@ -8,8 +8,8 @@ servers so no other test can see their data.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from typing import List
 
 import pytest
 import redis
@@ -224,7 +224,7 @@ def test_a_burst_of_blocking_threads_never_runs_out_of_connections(own_redis_ser
     store = Store.connect(settings)
     store.client.ping()
     barrier = threading.Barrier(150)
-    errors: List[str] = []
+    errors: list[str] = []
 
     def read() -> None:
         session = Session(store, settings, "a" * 32, RecordingCookie())
@@ -245,3 +245,34 @@ def test_a_burst_of_blocking_threads_never_runs_out_of_connections(own_redis_ser
         own_redis_server.resume()
     assert len(errors) == 150
     assert not [error for error in errors if "Too many connections" in error]
+
+
+def test_a_pool_capped_in_the_url_makes_requests_past_the_cap_wait(own_redis_server, prefix):
+    """With ``?max_connections=1`` in the URL, five threads reading at once take turns on the one
+    connection: all five answer, none fails with "Too many connections"."""
+    settings = SessionSettings.from_mapping({"redis": own_redis_server.url + "?max_connections=1",
+                                             "redis-prefix": prefix, "redis-timeout": 2.0})
+    store = Store.connect(settings)
+    first = Session(store, settings, None, RecordingCookie())
+    first.set("count", 1)
+    barrier = threading.Barrier(5)
+    outcomes: list[str] = []
+
+    def read() -> None:
+        session = Session(store, settings, first.session_id, RecordingCookie())
+        barrier.wait(10)
+        try:
+            outcomes.append(session.get_many("count")[0].str)
+        except SessionUnavailableError as error:
+            outcomes.append(str(error))
+
+    own_redis_server.pause()  # every thread is now in line for the one connection
+    threads = [threading.Thread(target=read) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    own_redis_server.resume()
+    for thread in threads:
+        thread.join(10)
+    store.close()
+    assert outcomes == ["1"] * 5

@@ -11,7 +11,8 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -73,16 +74,16 @@ COUNTER_ROUTES = [("/", Counter), ("/read", ReadCount), ("/hello", Hello)]
 # -- small helpers --------------------------------------------------------------------------------
 
 
-def session_cookies(response: Response, name: str = "session-id") -> List[str]:
+def session_cookies(response: Response, name: str = "session-id") -> list[str]:
     """The raw Set-Cookie headers of a response that set ``name``."""
     return [header for header in response.set_cookies if header.split("=", 1)[0].strip() == name]
 
 
-def parse_set_cookie(header: str) -> Tuple[str, Dict[str, Any]]:
+def parse_set_cookie(header: str) -> tuple[str, dict[str, Any]]:
     """``(value, {attribute-lowercased: value or True})`` of one Set-Cookie header."""
     first, *rest = header.split(";")
     value = first.split("=", 1)[1]
-    attributes: Dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
     for part in rest:
         key, _, attribute = part.strip().partition("=")
         attributes[key.lower()] = attribute if _ else True
@@ -124,7 +125,7 @@ def store_client(store_url: str) -> Iterator[Any]:
     client.close()
 
 
-def keys_under(client: Any, prefix: str) -> List[bytes]:
+def keys_under(client: Any, prefix: str) -> list[bytes]:
     return sorted(client.scan_iter(match=f"{prefix}:*"))
 
 
@@ -145,14 +146,14 @@ def flag(name: str, value: Any) -> Iterator[None]:
         setattr(options, name, saved)
 
 
-def talk_over_websocket(url: str, cookie_header: Optional[str], *messages: str) -> List[Any]:
+def talk_over_websocket(url: str, cookie_header: str | None, *messages: str) -> list[Any]:
     """Open a WebSocket (sending ``cookie_header``), collect the greeting and one reply per message."""
 
-    async def talk() -> List[Any]:
+    async def talk() -> list[Any]:
         headers = {"Cookie": cookie_header} if cookie_header else {}
         request = tornado.httpclient.HTTPRequest(url, headers=headers, request_timeout=10)
         connection = await tornado.websocket.websocket_connect(request)
-        replies: List[Any] = [await connection.read_message()]
+        replies: list[Any] = [await connection.read_message()]
         for message in messages:
             await connection.write_message(message)
             replies.append(await connection.read_message())
@@ -257,8 +258,8 @@ def test_an_active_session_outlives_tornados_31_day_signature_limit(serve, store
 class KeepsItsSession(SessionHandler):
     """``/keep``: reads the session and hands it (not itself) to code that outlives the request."""
 
-    kept: List[Any] = []
-    handlers: List[Any] = []
+    kept: list[Any] = []
+    handlers: list[Any] = []
 
     def get(self) -> None:
         self.write(self.session.count.str or "nothing")
@@ -607,7 +608,7 @@ def test_a_memory_app_and_a_redis_app_keep_separate_sessions(serve, redis_server
 # -- Redis outages ----------------------------------------------------------------------------------
 
 
-def session_log_lines(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
+def session_log_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.name == "redis_session"]
 
 
@@ -725,7 +726,7 @@ def test_requests_queued_behind_a_stalled_redis_fail_fast(serve, own_redis_serve
     browser = server.browser()
     assert browser.get("/").text == "1"
 
-    def timed_visit(_: int) -> Tuple[int, float]:
+    def timed_visit(_: int) -> tuple[int, float]:
         started = time.monotonic()
         visitor = server.browser()
         visitor.cookies = dict(browser.cookies)
@@ -890,7 +891,7 @@ def test_concurrent_increments_on_one_session_are_all_counted(serve, store_url, 
     server = serve(COUNTER_ROUTES, redis_session=app_settings(store_url, prefix))
     browser = server.browser()
     assert browser.get("/hello").text == "hello"
-    failures: List[Any] = []
+    failures: list[Any] = []
 
     def visit_ten_times() -> None:
         tab = server.browser()

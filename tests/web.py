@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import threading
+from collections.abc import Callable
 from http.cookies import SimpleCookie
-from typing import Callable, Dict, List, Optional, Tuple
 
 import tornado.httpserver
 import tornado.ioloop
@@ -21,7 +21,7 @@ from tests.redis_servers import free_port
 
 
 class Response:
-    def __init__(self, status: int, headers: List[Tuple[str, str]], body: bytes) -> None:
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.status = status
         self.header_list = headers
         self.body = body
@@ -30,17 +30,17 @@ class Response:
     def text(self) -> str:
         return self.body.decode("utf-8")
 
-    def header(self, name: str) -> Optional[str]:
+    def header(self, name: str) -> str | None:
         for key, value in self.header_list:
             if key.lower() == name.lower():
                 return value
         return None
 
-    def headers(self, name: str) -> List[str]:
+    def headers(self, name: str) -> list[str]:
         return [value for key, value in self.header_list if key.lower() == name.lower()]
 
     @property
-    def set_cookies(self) -> List[str]:
+    def set_cookies(self) -> list[str]:
         return self.headers("Set-Cookie")
 
     def __repr__(self) -> str:
@@ -54,10 +54,10 @@ class Browser:
         host_port = base_url.split("://", 1)[1].rstrip("/")
         self.host, port = host_port.split(":")
         self.port = int(port)
-        self.cookies: Dict[str, str] = {}
+        self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, body: Optional[bytes] = None,
-                headers: Optional[Dict[str, str]] = None, timeout: float = 30.0) -> Response:
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 30.0) -> Response:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             sent = dict(headers or {})
@@ -98,8 +98,8 @@ class LiveServer:
         self.application = application
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._server: Optional[tornado.httpserver.HTTPServer] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: tornado.httpserver.HTTPServer | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -136,11 +136,11 @@ class LiveServer:
         return Browser(self.url)
 
 
-def all_at_once(count: int, request: Callable[[int], Response]) -> List[Response]:
+def all_at_once(count: int, request: Callable[[int], Response]) -> list[Response]:
     """Send ``count`` requests from as many threads, released together by a barrier."""
     barrier = threading.Barrier(count)
-    responses: List[Optional[Response]] = [None] * count
-    failures: List[Exception] = []
+    responses: list[Response | None] = [None] * count
+    failures: list[Exception] = []
 
     def run(index: int) -> None:
         try:

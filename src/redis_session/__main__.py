@@ -24,7 +24,8 @@ import datetime
 import json
 import sys
 import traceback
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple, Type
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
 
 import redis
 
@@ -49,8 +50,8 @@ from .settings import SessionSettings
 from .store import STORE_ERRORS, Store
 
 #: What using a store can raise; connecting can also raise a ConfigurationError (a URL redis-py refuses).
-STORE_FAILURES: Tuple[Type[Exception], ...] = (SessionUnavailableError, *STORE_ERRORS)
-CONNECT_FAILURES: Tuple[Type[Exception], ...] = (ConfigurationError, *STORE_FAILURES)
+STORE_FAILURES: tuple[type[Exception], ...] = (SessionUnavailableError, *STORE_ERRORS)
+CONNECT_FAILURES: tuple[type[Exception], ...] = (ConfigurationError, *STORE_FAILURES)
 #: Seconds between two redraws of a progress line.
 PROGRESS_INTERVAL = 0.1
 
@@ -67,7 +68,7 @@ def progress(stream: TextIO, label: str) -> Iterator[OnPage]:
     if tqdm is None or not (callable(isatty) and isatty()):
         yield lambda count, detail: None
         return
-    bar = tqdm(desc=label, file=stream, mininterval=PROGRESS_INTERVAL, bar_format="{desc}: {n}{postfix} [{elapsed}]")
+    bar = tqdm(desc=label, file=stream, mininterval=PROGRESS_INTERVAL, miniters=1, bar_format="{desc}: {n}{postfix} [{elapsed}]")
 
     def on_page(count: int, detail: str) -> None:
         bar.set_postfix_str(detail.strip(), refresh=False)
@@ -80,7 +81,7 @@ def progress(stream: TextIO, label: str) -> Iterator[OnPage]:
         bar.close()
 
 
-def iso_time(timestamp: Optional[float]) -> Optional[str]:
+def iso_time(timestamp: float | None) -> str | None:
     """A Unix time as ISO 8601 in UTC, to the second."""
     if timestamp is None:
         return None
@@ -101,13 +102,13 @@ def duration(seconds: int) -> str:
     return " ".join(parts)
 
 
-def table(rows: List[List[str]]) -> str:
+def table(rows: list[list[str]]) -> str:
     """Rows as columns aligned on their widest cell."""
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in rows)
 
 
-def stats_text(stats: Dict[str, Any]) -> str:
+def stats_text(stats: dict[str, Any]) -> str:
     spread = stats["ttl_seconds"]
     text = table([
         ["store", stats["store"]], ["prefix", stats["prefix"]], ["primaries", str(stats["primaries"])],
@@ -123,23 +124,23 @@ def stats_text(stats: Dict[str, Any]) -> str:
     return text
 
 
-def row_json(row: SessionRow) -> Dict[str, Any]:
+def row_json(row: SessionRow) -> dict[str, Any]:
     return {"handle": row.handle, "user": row.user, "created": iso_time(row.created), "ttl_seconds": row.ttl}
 
 
-def rows_text(rows: List[Dict[str, Any]]) -> str:
+def rows_text(rows: list[dict[str, Any]]) -> str:
     cells = [["HANDLE", "USER", "CREATED", "TTL"]]
     cells += [[row["handle"], row["user"] or "-", row["created"] or "-", duration(row["ttl_seconds"])] for row in rows]
     return table(cells) + f"({len(rows)} session{'s' if len(rows) != 1 else ''})\n"
 
 
-def details_text(details: Dict[str, Any]) -> str:
+def details_text(details: dict[str, Any]) -> str:
     text = table([["handle", details["handle"]], ["ttl", duration(details["ttl_seconds"])]])
     fields = sorted([name, value] for name, value in details["fields"].items())
     return text + "fields:\n" + "".join("  " + line for line in table(fields).splitlines(True)) if fields else text
 
 
-def run(arguments: Sequence[str], out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
+def run(arguments: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one command line; returns the exit code. ``out``/``err`` default to the streams
     ``sys.stdout``/``sys.stderr`` are *now* (not when this module was imported)."""
     out = sys.stdout if out is None else out
@@ -224,16 +225,16 @@ def store_failure(settings: SessionSettings, error: BaseException) -> CommandErr
 
 #: Each command: ``(inventory, options, stderr) -> (JSON result, text)``; a result of ``None``
 #: means "no such session" and the text says why (exit 1).
-Action = Callable[[Inventory, argparse.Namespace, TextIO], Tuple[Any, str]]
+Action = Callable[[Inventory, argparse.Namespace, TextIO], tuple[Any, str]]
 
 
-def stats_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+def stats_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     with progress(err, "sessions") as on_page:
         stats = inventory.stats(on_page)
     return stats, stats_text(stats)
 
 
-def list_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+def list_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     if options.user is not None:  # through the user's index: no scan
         infos = SessionAdmin(inventory.settings, inventory.store).sessions_for_user(options.user)
         rows = [{"handle": info.handle, "user": info.user_id, "created": iso_time(info.created),
@@ -244,7 +245,7 @@ def list_command(inventory: Inventory, options: argparse.Namespace, err: TextIO)
     return rows, rows_text(rows)
 
 
-def show_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+def show_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     details = inventory.show(options.handle)
     if details is None:
         return None, not_found(inventory, options.handle)
@@ -252,24 +253,24 @@ def show_command(inventory: Inventory, options: argparse.Namespace, err: TextIO)
     return result, details_text(result)
 
 
-def delete_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+def delete_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     if not inventory.delete(options.handle):
         return None, not_found(inventory, options.handle)
     return {"deleted": options.handle}, f"deleted session {options.handle}\n"
 
 
-def revoke_user_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+def revoke_user_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     ended = SessionAdmin(inventory.settings, inventory.store).revoke_user(options.user_id)
     return {"user": options.user_id, "ended": ended}, f"ended {ended} session(s) of user {options.user_id}\n"
 
 
-def purge_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> Tuple[Any, str]:
+def purge_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     with progress(err, "deleted keys") as on_page:
         deleted = inventory.purge(on_page)
     return {"deleted_keys": deleted}, f"deleted {deleted} keys\n"
 
 
-COMMAND_ACTIONS: Dict[str, Action] = {
+COMMAND_ACTIONS: dict[str, Action] = {
     "stats": stats_command, "list": list_command, "show": show_command, "delete": delete_command,
     "revoke-user": revoke_user_command, "purge": purge_command,
 }

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from .errors import ConfigurationError
@@ -46,11 +46,11 @@ class UrlParts(NamedTuple):
     """A store URL split by the one rule (still percent-encoded, except the scheme)."""
 
     scheme: str  # lower case; "" when the text has no "://"
-    userinfo: Optional[str]  # None without an "@" in the host part
+    userinfo: str | None  # None without an "@" in the host part
     hosts: str
     path: str
     query: str  # after "?", without it
-    fragment: Optional[str]  # None without a "#"
+    fragment: str | None  # None without a "#"
     after_hosts: str  # path, query and fragment as written
 
 
@@ -61,7 +61,7 @@ def split_url(url: str) -> UrlParts:
         scheme, rest = "", url
     end = min((position for position in (rest.find(char) for char in "/?#") if position >= 0), default=len(rest))
     authority, after = rest[:end], rest[end:]
-    userinfo: Optional[str]
+    userinfo: str | None
     if "@" in authority:
         userinfo, _, hosts = authority.rpartition("@")
     else:
@@ -119,17 +119,17 @@ class NodesAddress:
     """A cluster or a set of sentinels, as given in a store URL."""
 
     kind: str  # "cluster" or "sentinel"
-    nodes: Tuple[Tuple[str, int], ...]
-    username: Optional[str]
-    password: Optional[str]
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
     tls: bool
     service_name: str = ""
     db: int = 0
-    sentinel_username: Optional[str] = None
-    sentinel_password: Optional[str] = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
 
-    def connection_options(self) -> Dict[str, Any]:
-        options: Dict[str, Any] = {}
+    def connection_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
         if self.username:
             options["username"] = self.username
         if self.password:
@@ -138,8 +138,8 @@ class NodesAddress:
             options["ssl"] = True
         return options
 
-    def sentinel_options(self) -> Dict[str, Any]:
-        options: Dict[str, Any] = {}
+    def sentinel_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
         if self.sentinel_username:
             options["username"] = self.sentinel_username
         if self.sentinel_password:
@@ -161,7 +161,7 @@ def parse_nodes_url(url: str) -> NodesAddress:
     return address
 
 
-def store_url_problems(url: str) -> List[str]:
+def store_url_problems(url: str) -> list[str]:
     """Why ``url`` cannot work, each naming the URL without its password (``[]``: it can).
 
     Cluster and sentinel URLs are checked in full; ``redis://``/``rediss://`` for their host,
@@ -169,7 +169,7 @@ def store_url_problems(url: str) -> List[str]:
     this library does not know is the caller's to report.
     """
     parts = split_url(url)
-    problems: List[str] = []
+    problems: list[str] = []
     if parts.scheme in CLUSTER_SCHEMES or parts.scheme in SENTINEL_SCHEMES:
         problems = _parse_nodes(parts)[1]
     elif _misplaced_at(parts) >= 0:
@@ -186,9 +186,9 @@ _MISPLACED_AT = (
 )
 
 
-def _plain_problems(parts: UrlParts) -> List[str]:
+def _plain_problems(parts: UrlParts) -> list[str]:
     """A ``redis://`` URL names one server (redis-py reads it; here only what it would ignore)."""
-    problems: List[str] = []
+    problems: list[str] = []
     if "," in parts.hosts:
         problems.append(f"a {parts.scheme}:// URL names one server; for several use redis+cluster:// or redis+sentinel://")
     elif parts.hosts:
@@ -206,7 +206,7 @@ def _plain_problems(parts: UrlParts) -> List[str]:
 _FRAGMENT = "a '#' starts a fragment, which a store URL cannot have; write '#' in a password as %23"
 
 
-def _parse_nodes(parts: UrlParts) -> Tuple[Optional[NodesAddress], List[str]]:
+def _parse_nodes(parts: UrlParts) -> tuple[NodesAddress | None, list[str]]:
     """The address and every problem found (the address is None when it cannot be built)."""
     scheme = parts.scheme
     if scheme not in CLUSTER_SCHEMES and scheme not in SENTINEL_SCHEMES:
@@ -215,7 +215,7 @@ def _parse_nodes(parts: UrlParts) -> Tuple[Optional[NodesAddress], List[str]]:
     if _misplaced_at(parts) >= 0:
         return None, [_MISPLACED_AT]
     sentinel = scheme in SENTINEL_SCHEMES
-    problems: List[str] = []
+    problems: list[str] = []
     nodes = _nodes(parts.hosts, 26379 if sentinel else 6379, problems)
     username = password = None
     if parts.userinfo is not None:
@@ -238,11 +238,11 @@ def _parse_nodes(parts: UrlParts) -> Tuple[Optional[NodesAddress], List[str]]:
     return address, problems
 
 
-def _nodes(hosts: str, default_port: int, problems: List[str]) -> Tuple[Tuple[str, int], ...]:
+def _nodes(hosts: str, default_port: int, problems: list[str]) -> tuple[tuple[str, int], ...]:
     if not hosts:
         problems.append("no host: name at least one host:port")
         return ()
-    nodes: List[Tuple[str, int]] = []
+    nodes: list[tuple[str, int]] = []
     items = hosts.split(",")
     for number, item in enumerate(items, 1):
         host, port, problem = _split_host(item, default_port, _label(item, number, len(items)))
@@ -260,7 +260,7 @@ def _label(item: str, number: int, count: int) -> str:
     return "the host part" if count == 1 else f"host entry {number} of {count}"
 
 
-def _split_host(item: str, default_port: int, label: str) -> Tuple[str, int, Optional[str]]:
+def _split_host(item: str, default_port: int, label: str) -> tuple[str, int, str | None]:
     """``(host, port, None)`` for ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; else a problem."""
     if not item:
         return "", 0, f"{label} is empty (two commas, or one at an end)"
@@ -291,8 +291,8 @@ def _split_host(item: str, default_port: int, label: str) -> Tuple[str, int, Opt
     return host, port, None
 
 
-def _options(query: str, known: Tuple[str, ...], scheme: str, problems: List[str]) -> Dict[str, str]:
-    options: Dict[str, str] = {}
+def _options(query: str, known: tuple[str, ...], scheme: str, problems: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
     for item in filter(None, query.split("&")):
         raw_key, has_value, raw_value = item.partition("=")
         key = unquote(raw_key)
@@ -308,7 +308,7 @@ def _options(query: str, known: Tuple[str, ...], scheme: str, problems: List[str
     return options
 
 
-def _service_and_db(path: str, problems: List[str]) -> Tuple[str, int]:
+def _service_and_db(path: str, problems: list[str]) -> tuple[str, int]:
     segments = path[1:].split("/") if path else []
     if segments and segments[-1] == "":
         segments.pop()  # one trailing slash

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING
 
 from . import user_index
 from .operation import Operation, T, drive, drive_async
@@ -39,8 +39,8 @@ class SessionInfo:
 
     handle: str
     user_id: str
-    created: Optional[float]
-    last_seen: Optional[float]
+    created: float | None
+    last_seen: float | None
     expires: float
     session_id: str = field(repr=False)  # never printed: it is as good as the cookie
 
@@ -51,19 +51,19 @@ class AdminCore:
     def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
 
-    def sessions_for_user(self, user_id: str) -> Operation[List[SessionInfo]]:
+    def sessions_for_user(self, user_id: str) -> Operation[list[SessionInfo]]:
         """The user's live sessions, most recently active first; dead index entries are dropped."""
         settings = self.settings
         entries = yield from user_index.members(settings, user_id)
         listed = [session_id for session_id, _ in entries.listed]
-        reads: List[Command] = []
+        reads: list[Command] = []
         for session_id in listed:
             key = session_key(settings.prefix, session_id)
             reads.extend((("hmget", (key, [CREATED_FIELD, USER_FIELD])), ("ttl", (key,))))
         replies = (yield Call(COMMANDS, "", tuple(reads), True)) if reads else []
         now = time.time()
-        alive: List[SessionInfo] = []
-        dead: List[str] = list(entries.stale_pending)
+        alive: list[SessionInfo] = []
+        dead: list[str] = list(entries.stale_pending)
         for session_id, fields, ttl in zip(listed, replies[0::2], replies[1::2]):
             if not isinstance(fields, list) or not isinstance(ttl, int) or ttl == -2 or fields[1] != user_id.encode():
                 dead.append(session_id)  # expired, destroyed, regenerated away, rebound, or not a hash
@@ -97,7 +97,7 @@ class AdminCore:
             yield from user_index.unlist(self.settings, owner, session_id)
         return True
 
-    def revoke(self, user_id: str, keep: Optional[str] = None, only: Optional[str] = None) -> Operation[int]:
+    def revoke(self, user_id: str, keep: str | None = None, only: str | None = None) -> Operation[int]:
         """End the user's sessions: all, all but ``keep`` (an id or handle), or only the one whose
         handle is ``only``. A sign-in in flight (a pending entry) is cancelled by removing its
         entry, unless only one session is revoked: it then ends its new session itself (see
@@ -128,12 +128,12 @@ class SessionAdmin:
     def _run(self, operation: Operation[T]) -> T:
         return drive(operation, self.store.execute)
 
-    def sessions_for_user(self, user_id: str) -> List[SessionInfo]:
+    def sessions_for_user(self, user_id: str) -> list[SessionInfo]:
         """The user's live sessions, most recently active first (one round trip for the index,
         one for the sessions; one more when it drops dead entries)."""
         return self._run(self._core.sessions_for_user(str(user_id)))
 
-    def revoke_user(self, user_id: str, keep: Optional[str] = None) -> int:
+    def revoke_user(self, user_id: str, keep: str | None = None) -> int:
         """End every session of the user, except ``keep`` (a session id or handle: "log out
         everywhere else"). Returns how many sessions were ended."""
         return self._run(self._core.revoke(str(user_id), keep=keep))
@@ -159,11 +159,11 @@ class AsyncSessionAdmin:
     async def _run(self, operation: Operation[T]) -> T:
         return await drive_async(operation, self.store.execute)
 
-    async def sessions_for_user(self, user_id: str) -> List[SessionInfo]:
+    async def sessions_for_user(self, user_id: str) -> list[SessionInfo]:
         """The user's live sessions, most recently active first."""
         return await self._run(self._core.sessions_for_user(str(user_id)))
 
-    async def revoke_user(self, user_id: str, keep: Optional[str] = None) -> int:
+    async def revoke_user(self, user_id: str, keep: str | None = None) -> int:
         """End every session of the user, except ``keep`` (a session id or handle)."""
         return await self._run(self._core.revoke(str(user_id), keep=keep))
 

@@ -9,7 +9,8 @@ sessions written by one are read by the other.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, NoReturn, Optional, Tuple, Union
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, NoReturn
 
 import redis
 
@@ -39,6 +40,7 @@ class AsyncStore:
         self.client = client
         # no stall pause: a coroutine waiting for a stalled Redis holds nothing else up
         self.rules = StoreRules(self.name, wait, 0.0, client)
+        self._sentinels = sentinel_clients(client)
 
     @classmethod
     def connect(cls, settings: SessionSettings) -> AsyncStore:
@@ -112,7 +114,7 @@ class AsyncStore:
 
     async def aclose(self) -> None:
         """Close the client's connections (and, behind sentinels, those to the sentinels)."""
-        for client in (self.client, *sentinel_clients(self.client)):
+        for client in (self.client, *sentinel_clients(self.client, *self._sentinels)):
             try:
                 await client.aclose()
             except STORE_ERRORS:
@@ -135,7 +137,7 @@ class AsyncSession:
     _store: AsyncStore
     _lock: asyncio.Lock
 
-    def __init__(self, store: AsyncStore, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
+    def __init__(self, store: AsyncStore, settings: SessionSettings, session_id: str | None, cookie: CookieSink) -> None:
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie))
         object.__setattr__(self, "_lock", asyncio.Lock())
@@ -151,7 +153,7 @@ class AsyncSession:
             return await drive_async(operation, self._store.execute)
 
     @property
-    def session_id(self) -> Optional[str]:
+    def session_id(self) -> str | None:
         """The current id, or ``None`` until the first write creates the session."""
         return self._core.session_id
 
@@ -161,15 +163,15 @@ class AsyncSession:
         """The field as stored in Redis now (``Value(None)`` when absent)."""
         return (await self._run(self._core.read((name,))))[0]
 
-    async def get_many(self, *names: str) -> List[Value]:
+    async def get_many(self, *names: str) -> list[Value]:
         """Several fields in one round trip, in the order asked."""
         return await self._run(self._core.read(names))
 
-    async def load(self) -> Dict[str, Value]:
+    async def load(self) -> dict[str, Value]:
         """Every field as ``{name: Value}`` in one round trip."""
         return await self._run(self._core.read_all())
 
-    async def keys(self) -> List[str]:
+    async def keys(self) -> list[str]:
         """Names of every field, in one round trip."""
         return await self._run(self._core.names())
 
@@ -181,7 +183,7 @@ class AsyncSession:
         """How many fields the session holds (``len()`` cannot await)."""
         return len(await self.keys())
 
-    async def user_id(self) -> Optional[str]:
+    async def user_id(self) -> str | None:
         """The user this session was bound to with :meth:`bind_user`, or ``None``."""
         return await self._run(self._core.user_id())
 
@@ -191,7 +193,7 @@ class AsyncSession:
         """Write one field now (``None`` deletes it)."""
         await self._run(self._core.write(((name, value),)))
 
-    async def update(self, mapping: Optional[Mapping[str, Any]] = None, **fields: Any) -> None:
+    async def update(self, mapping: Mapping[str, Any] | None = None, **fields: Any) -> None:
         """Write many fields in one round trip; nothing is written if any value is invalid."""
         await self._run(self._core.write(merge_updates(mapping, fields)))
 
@@ -211,7 +213,7 @@ class AsyncSession:
         """Queue a message for a later request; it survives redirects (it lives in Redis)."""
         await self._run(self._core.flash(message, category))
 
-    async def flashes(self, category: Union[str, Iterable[str], None] = None) -> List[Tuple[str, str]]:
+    async def flashes(self, category: str | Iterable[str] | None = None) -> list[tuple[str, str]]:
         """Pop the waiting messages (only those of ``category`` if given), oldest first."""
         return await self._run(self._core.flashes(categories_of(category)))
 

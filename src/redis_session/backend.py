@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Dict, Optional
 
 from .admin import AsyncSessionAdmin, SessionAdmin
 from .aio import AsyncStore
@@ -27,8 +26,8 @@ class SessionBackend:
 
     def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
-        self._store: Optional[Store] = None
-        self._async_stores: Dict[asyncio.AbstractEventLoop, AsyncStore] = {}
+        self._store: Store | None = None
+        self._async_stores: dict[asyncio.AbstractEventLoop, AsyncStore] = {}
         self._lock = threading.Lock()
 
     @property

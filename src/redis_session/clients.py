@@ -10,8 +10,8 @@ bounded waits and no hidden retries: the stores decide what may be sent again.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, NamedTuple
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 import redis.asyncio
@@ -33,36 +33,32 @@ class ClientKit(NamedTuple):
 
     redis: Any
     pool: Any
+    #: The pool used when the URL caps its connections (``?max_connections=N``).
+    capped_pool: Any
     retry: Any
     cluster: Any
     cluster_node: Any
     sentinel: Any
     #: fakeredis' client class name for the memory:// store.
     fake: str
-    #: Extra options of the standalone connection pool.
-    pool_options: Dict[str, Any]
 
 
-#: Connections one event loop may open to one standalone Redis (redis-py's own default), unless
-#: the URL says ``?max_connections=N``.
-ASYNC_MAX_CONNECTIONS = 100
-#: A blocking client holds a connection only while its thread waits for Redis, so the threads
-#: bound its connections: no cap of its own, unless the URL sets one.
-BLOCKING_MAX_CONNECTIONS = 2**31
-
-# A blocking client gets redis-py's plain pool with no practical cap: a thread past redis-py's
-# default of 100 would fail at once with "Too many connections" (a 503 under a burst of Flask
-# threads), and a blocking pool would cost a lock and a condition per round trip. Coroutines are
-# not bounded by threads, so the asyncio client gets a blocking pool of 100: a request past that
-# waits for a free connection, up to the Redis timeout, instead of failing at once.
+# A standalone client gets redis-py's plain pool with no practical cap of its own: a blocking
+# client holds a connection only while its thread waits, so the threads bound them, and a
+# coroutine handler holds one only while it awaits a reply. With redis-py's default cap of 100 a
+# burst past it fails at once with "Too many connections" (a 503), and a waiting pool costs a
+# lock and a condition per round trip (3% of a coroutine counter request's instructions,
+# measured). A URL that caps the pool (``?max_connections=N``) gets the waiting pool: a request
+# past the cap waits for a free connection, up to the Redis timeout, instead of failing.
+UNCAPPED = 2**31
 BLOCKING = ClientKit(
-    redis.Redis, redis.ConnectionPool, redis.retry.Retry, redis.cluster.RedisCluster, redis.cluster.ClusterNode,
-    redis.sentinel.Sentinel, "FakeRedis", {"max_connections": BLOCKING_MAX_CONNECTIONS},
+    redis.Redis, redis.ConnectionPool, redis.BlockingConnectionPool, redis.retry.Retry,
+    redis.cluster.RedisCluster, redis.cluster.ClusterNode, redis.sentinel.Sentinel, "FakeRedis",
 )
 ASYNCIO = ClientKit(
-    redis.asyncio.Redis, redis.asyncio.BlockingConnectionPool, redis.asyncio.retry.Retry,
-    redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode, redis.asyncio.sentinel.Sentinel,
-    "FakeAsyncRedis", {"max_connections": ASYNC_MAX_CONNECTIONS},
+    redis.asyncio.Redis, redis.asyncio.ConnectionPool, redis.asyncio.BlockingConnectionPool,
+    redis.asyncio.retry.Retry, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode,
+    redis.asyncio.sentinel.Sentinel, "FakeAsyncRedis",
 )
 
 
@@ -82,11 +78,12 @@ def make_client(settings: SessionSettings, kit: ClientKit) -> Any:
     no_retries = kit.retry(NoBackoff(), 0)
     if scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES:
         return _nodes_client(parse_nodes_url(settings.redis_url), kit, timeouts, no_retries)
-    pool_options = dict(kit.pool_options)
-    if kit is ASYNCIO:
-        pool_options["timeout"] = settings.redis_timeout  # the wait for a free connection
+    pool_options: dict[str, Any] = {"max_connections": UNCAPPED}
+    pool_class = kit.pool
+    if "max_connections" in parse_qs(urlsplit(settings.redis_url).query):
+        pool_class, pool_options = kit.capped_pool, {"timeout": settings.redis_timeout}  # how long to wait for a free one
     try:
-        pool = kit.pool.from_url(settings.redis_url, retry=no_retries, health_check_interval=30, **timeouts, **pool_options)
+        pool = pool_class.from_url(settings.redis_url, retry=no_retries, health_check_interval=30, **timeouts, **pool_options)
     except ValueError as error:
         raise ConfigurationError(f"session-redis: {describe_url(settings.redis_url)!r}: {error}") from None
     client = kit.redis(connection_pool=pool)
@@ -94,7 +91,7 @@ def make_client(settings: SessionSettings, kit: ClientKit) -> Any:
     return client
 
 
-def _nodes_client(address: NodesAddress, kit: ClientKit, timeouts: Dict[str, float], no_retries: Any) -> Any:
+def _nodes_client(address: NodesAddress, kit: ClientKit, timeouts: dict[str, float], no_retries: Any) -> Any:
     """redis-py's own Cluster or Sentinel client: no home-made routing or failover logic."""
     if address.kind == "cluster":
         nodes = [kit.cluster_node(host, port) for host, port in address.nodes]
@@ -109,13 +106,23 @@ def sentinel_pool(client: Any) -> Any:
     return pool if callable(getattr(pool, "get_master_address", None)) else None
 
 
-def sentinel_clients(client: Any) -> List[Any]:
-    """The clients a sentinel-managed client keeps on the sentinels themselves (closed with it)."""
+def sentinel_clients(client: Any, *known: Any) -> list[Any]:
+    """The clients a sentinel-managed client keeps on the sentinels themselves (closed with it),
+    each once, together with ``known`` ones listed earlier.
+
+    Stores list them when they are built, and close that list and the current one: redis-py's
+    ``discover_master`` moves the sentinel that answered to the front of its list with a swap
+    that is not safe for concurrent callers, and two racing lookups can leave one client in the
+    list twice and drop another, which closing the current list alone would miss.
+    """
     manager = getattr(sentinel_pool(client), "sentinel_manager", None)
-    return list(getattr(manager, "sentinels", ()))
+    unique: dict[int, Any] = {}
+    for sentinel in [*known, *getattr(manager, "sentinels", ())]:
+        unique.setdefault(id(sentinel), sentinel)
+    return list(unique.values())
 
 
-def wait_target(client: Any, key: str) -> Dict[str, Any]:
+def wait_target(client: Any, key: str) -> dict[str, Any]:
     """Where WAIT must go to count the replicas of a write to ``key``: on a cluster, the primary
     that owns the key (redis-py would otherwise send a keyless WAIT to every node and add the
     replies). WAIT counts only the writes of its own connection, so it shares their pipeline."""
@@ -123,7 +130,7 @@ def wait_target(client: Any, key: str) -> Dict[str, Any]:
     return {} if get_node_from_key is None else {"target_nodes": get_node_from_key(key)}
 
 
-def primaries(client: Any) -> List[Any]:
+def primaries(client: Any) -> list[Any]:
     """One blocking client per primary: every master of a cluster, or the client itself.
 
     Each talks to its own node only, so a pipeline sent on it reads that node's keys in one
@@ -135,7 +142,7 @@ def primaries(client: Any) -> List[Any]:
     return [client.get_redis_connection(node) for node in get_primaries()]
 
 
-_memory_servers: Dict[str, Any] = {}
+_memory_servers: dict[str, Any] = {}
 _memory_lock = threading.Lock()
 
 

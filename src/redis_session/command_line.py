@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 import os
 import traceback
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import ConfigurationError
 from .settings import SETTINGS_BY_NAME, SessionSettings, normalise_name
@@ -59,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split_arguments(arguments: Sequence[str]) -> Tuple[Dict[str, str], List[str]]:
+def split_arguments(arguments: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     """Take the application's ``--session-*`` flags (anywhere, ``--name=value`` or ``--name
     value``) out of ``arguments``: ``({setting name: value}, the command's own arguments)``.
 
     :raises CommandError: for an unknown ``--session-*`` flag or one without its value (usage).
     """
-    flags: Dict[str, str] = {}
-    rest: List[str] = []
+    flags: dict[str, str] = {}
+    rest: list[str] = []
     position = 0
     while position < len(arguments):
         argument = arguments[position]
@@ -97,7 +98,7 @@ def split_arguments(arguments: Sequence[str]) -> Tuple[Dict[str, str], List[str]
     return flags, ids_as_positionals(rest)
 
 
-def ids_as_positionals(rest: List[str]) -> List[str]:
+def ids_as_positionals(rest: list[str]) -> list[str]:
     """Put ``--`` before the argument of ``show``/``delete``/``revoke-user`` (after their own
     options), so argparse does not read a user id such as ``-7`` as an option."""
     position = 0
@@ -116,13 +117,13 @@ def ids_as_positionals(rest: List[str]) -> List[str]:
     return [*rest[:position + 1], *options, "--", *others]
 
 
-def load_settings(flags: Dict[str, str], config_file: Optional[str]) -> SessionSettings:
+def load_settings(flags: dict[str, str], config_file: str | None) -> SessionSettings:
     """The application's settings: defaults, then the config file, then the command line.
 
     :raises CommandError: naming every flag or config file value that is wrong, or the config
         file line that failed.
     """
-    values: Dict[str, Any] = read_config_file(config_file) if config_file else {}
+    values: dict[str, Any] = read_config_file(config_file) if config_file else {}
     values.update(flags)
 
     def describe(name: str) -> str:
@@ -136,7 +137,7 @@ def load_settings(flags: Dict[str, str], config_file: Optional[str]) -> SessionS
         raise CommandError(EXIT_CONFIGURATION, str(error)) from None
 
 
-def read_config_file(path: str) -> Dict[str, Any]:
+def read_config_file(path: str) -> dict[str, Any]:
     """The ``session_*`` values a tornado config file sets, read as tornado's
     ``parse_config_file`` reads it: the file is Python, run with ``__file__`` set; names it sets
     that are not session settings belong to the application and are ignored. The values then go
@@ -148,16 +149,16 @@ def read_config_file(path: str) -> Dict[str, Any]:
             source = file.read()
     except OSError as error:
         raise CommandError(EXIT_CONFIGURATION, f"--config {path}: {error.strerror or error}") from None
-    namespace: Dict[str, Any] = {"__file__": os.path.abspath(path)}
+    namespace: dict[str, Any] = {"__file__": os.path.abspath(path)}
     try:
         exec(compile(source, path, "exec"), namespace, namespace)
     except SyntaxError as error:
-        raise CommandError(EXIT_CONFIGURATION, f"{path}, line {error.lineno}: {error.msg}") from None
+        raise CommandError(EXIT_CONFIGURATION, f"{path}, line {error.lineno}: syntax error: {error.msg}") from None
     except Exception as error:  # noqa: BLE001 - the file is the user's code: it may raise anything
         lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == path]
         where = f", line {lines[-1]}" if lines else ""
         raise CommandError(EXIT_CONFIGURATION, f"{path}{where}: {type(error).__name__}: {error}") from None
-    values: Dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for name, value in namespace.items():
         flag = normalise_name(name)
         if flag.startswith("session-") and flag[len("session-"):] in SETTINGS_BY_NAME:

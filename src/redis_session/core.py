@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any
 
 from . import user_index
 from .errors import RedisSessionError, SessionLimitError, SessionValueError
@@ -34,7 +35,7 @@ class SessionCore:
 
     __slots__ = ("settings", "cookie", "session_id", "_key", "_fresh_until")
 
-    def __init__(self, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
+    def __init__(self, settings: SessionSettings, session_id: str | None, cookie: CookieSink) -> None:
         self.settings = settings
         self.cookie = cookie
         self.session_id = session_id
@@ -64,9 +65,9 @@ class SessionCore:
         opening = Opening.EXISTING if self._ttl_needed() else Opening.EXISTING_FRESH
         return self._script(script, opening, *args, idempotent=idempotent)
 
-    def _script(self, script: str, opening: Opening, *args: Any, idempotent: bool = True) -> Call:
+    def _script(self, script: str, opening: str, *args: Any, idempotent: bool = True) -> Call:
         settings = self.settings
-        return Call(script, self._key, (settings.expire, settings.max_lifetime, opening.value, *args), idempotent)
+        return Call(script, self._key, (settings.expire, settings.max_lifetime, opening, *args), idempotent)
 
     def _read_call(self, what: str, *names: str) -> Call:
         """A read of the session the request holds: a plain pipeline (EXPIRE + the read, or the
@@ -75,7 +76,7 @@ class SessionCore:
             return self._script("read", Opening.EXISTING, what, *names)
         return Call(PLAIN_READ, self._key, (self.settings.expire if self._ttl_needed() else 0, what, *names), True)
 
-    def _use(self, session_id: Optional[str]) -> None:
+    def _use(self, session_id: str | None) -> None:
         self.session_id = session_id
         self._key = session_key(self.settings.prefix, session_id) if session_id else ""
         self._fresh_until = 0.0
@@ -110,7 +111,7 @@ class SessionCore:
         if status not in (Status.OK, Status.GONE, Status.CORRUPT, Status.TAKEN):
             raise RedisSessionError(f"unexpected reply from the session store: {reply!r}")
 
-    def _encode(self, name: str, value: Any) -> Optional[bytes]:
+    def _encode(self, name: str, value: Any) -> bytes | None:
         data = encode(check_name(name), value)
         if data is not None and len(data) > self.settings.max_value_bytes:
             raise SessionLimitError(
@@ -124,6 +125,7 @@ class SessionCore:
         self.cookie.check_can_change(action, issuing=True)
         for _ in range(MINT_ATTEMPTS):
             self._use(new_session_id())
+            self._ttl_needed()  # the new key gets its TTL in this very call: later ones may skip it
             reply = yield self._script(script, Opening.NEW, *args, idempotent=idempotent)
             if reply[0] == Status.OK:
                 self.cookie.issue(self.session_id or "")
@@ -131,12 +133,12 @@ class SessionCore:
             self._check_status(reply)
         raise RedisSessionError(f"{MINT_ATTEMPTS} freshly minted session ids were all taken; check the random source")
 
-    def _user_of(self, raw: Optional[bytes]) -> Optional[str]:
+    def _user_of(self, raw: bytes | None) -> str | None:
         return user_index.user_of(raw, self.session_id or "")
 
     # -- reads -----------------------------------------------------------------------------
 
-    def read(self, names: Tuple[str, ...]) -> Operation[List[Value]]:
+    def read(self, names: tuple[str, ...]) -> Operation[list[Value]]:
         """Values of ``names`` (absent fields as ``Value(None)``), in one round trip."""
         for name in names:
             check_name(name)
@@ -148,7 +150,7 @@ class SessionCore:
             return [ABSENT] * len(names)
         return [ABSENT if raw is None else Value(raw) for raw in reply[1]]
 
-    def read_all(self) -> Operation[Dict[str, Value]]:
+    def read_all(self) -> Operation[dict[str, Value]]:
         """``{name: Value}`` of every user field, in one round trip."""
         if self.session_id is None:
             return {}
@@ -156,14 +158,14 @@ class SessionCore:
         if reply[0] != Status.OK:
             self._forget(reply[0])
             return {}
-        fields: Dict[str, Value] = {}
+        fields: dict[str, Value] = {}
         for raw_name, raw in _items(reply[1]):
             name = raw_name.decode("utf-8", "surrogateescape")
             if not name.startswith(RESERVED_PREFIX):
                 fields[name] = Value(raw)
         return fields
 
-    def names(self) -> Operation[List[str]]:
+    def names(self) -> Operation[list[str]]:
         """Names of every user field, in one round trip."""
         if self.session_id is None:
             return []
@@ -174,7 +176,7 @@ class SessionCore:
         decoded = (raw.decode("utf-8", "surrogateescape") for raw in reply[1])
         return [name for name in decoded if not name.startswith(RESERVED_PREFIX)]
 
-    def user_id(self) -> Operation[Optional[str]]:
+    def user_id(self) -> Operation[str | None]:
         """The user this session is bound to, or ``None``."""
         if self.session_id is None:
             return None
@@ -186,15 +188,15 @@ class SessionCore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def write(self, values: Iterable[Tuple[str, Any]], clear: bool = False) -> Operation[None]:
+    def write(self, values: Iterable[tuple[str, Any]], clear: bool = False) -> Operation[None]:
         """Set (or, for ``None``, delete) fields in one round trip; ``clear`` drops the rest first.
 
         Every value is encoded and checked before Redis is touched, so a bad one writes nothing.
         A write to a session that is gone starts a new session (it never revives the old one);
         deleting from, or clearing, a session that does not exist does nothing.
         """
-        pairs: List[Any] = []
-        deletes: List[str] = []
+        pairs: list[Any] = []
+        deletes: list[str] = []
         for name, value in values:
             data = self._encode(name, value)
             if data is None:
@@ -255,7 +257,7 @@ class SessionCore:
         yield from self._create("flash a message", "flash", *args, idempotent=False)
         return None
 
-    def flashes(self, categories: Optional[Tuple[str, ...]]) -> Operation[List[Tuple[str, str]]]:
+    def flashes(self, categories: tuple[str, ...] | None) -> Operation[list[tuple[str, str]]]:
         """Pop waiting messages (all, or those of ``categories``) as ``[(category, message), ...]``."""
         if self.session_id is None or categories == ():
             return []  # no session, or an empty list of categories: nothing can match
@@ -283,7 +285,7 @@ class SessionCore:
         self._end()
         return None
 
-    def regenerate(self, user_id: Optional[str] = None) -> Operation[None]:
+    def regenerate(self, user_id: str | None = None) -> Operation[None]:
         """Move the data to a new id and send the new cookie; with ``user_id`` also bind the
         session to that user. A session that does not exist yet is created only when binding a
         user; otherwise there is nothing to move.
@@ -306,7 +308,7 @@ class SessionCore:
             check_user_id(user_id)
         if self.session_id is not None or user_id is not None:
             self.cookie.check_can_change("bind a user" if user_id is not None else "regenerate the session", issuing=True)
-        pairs: List[bytes] = []
+        pairs: list[bytes] = []
         old_id = self.session_id
         if old_id is not None:
             reply = yield self._call("take", idempotent=False)
@@ -323,7 +325,7 @@ class SessionCore:
         new_user = user_id if user_id is not None else old_user
         replacing = old_id if old_id is not None and old_user == new_user else None
         settings = self.settings
-        evicted: List[str] = []
+        evicted: list[str] = []
         for _ in range(MINT_ATTEMPTS):
             self._use(new_session_id())
             new_id = self.session_id or ""
@@ -359,14 +361,14 @@ class SessionCore:
         return None
 
 
-def _items(data: Any) -> Iterable[Tuple[bytes, bytes]]:
+def _items(data: Any) -> Iterable[tuple[bytes, bytes]]:
     """The (name, value) pairs of a whole hash: a dict from a pipeline, a flat list from a script."""
     if isinstance(data, dict):
         return data.items()
     return zip(data[0::2], data[1::2])
 
 
-def _field(pairs: List[bytes], name: str) -> Optional[bytes]:
+def _field(pairs: list[bytes], name: str) -> bytes | None:
     wanted = name.encode()
     for index in range(0, len(pairs) - 1, 2):
         if pairs[index] == wanted:
@@ -374,9 +376,9 @@ def _field(pairs: List[bytes], name: str) -> Optional[bytes]:
     return None
 
 
-def _without(pairs: List[bytes], name: str) -> List[bytes]:
+def _without(pairs: list[bytes], name: str) -> list[bytes]:
     wanted = name.encode()
-    kept: List[bytes] = []
+    kept: list[bytes] = []
     for index in range(0, len(pairs) - 1, 2):
         if pairs[index] != wanted:
             kept.extend(pairs[index:index + 2])

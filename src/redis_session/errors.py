@@ -7,7 +7,7 @@ already catches those keeps working.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class RedisSessionError(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, cast
 
 try:
     import flask
@@ -57,7 +57,7 @@ class _FlaskSessions(SessionBackend):
         super().__init__(settings)
         self.serializer = serializer
 
-    def session_id_from(self, raw: Optional[str]) -> Optional[str]:
+    def session_id_from(self, raw: str | None) -> str | None:
         """The id in a valid signed cookie, or ``None`` for anything else ("no session")."""
         if not raw or len(raw) > self.settings.max_cookie_length:
             return None
@@ -76,7 +76,7 @@ class _PendingCookie:
     __slots__ = ("action", "session_id")
 
     def __init__(self) -> None:
-        self.action: Optional[str] = None
+        self.action: str | None = None
         self.session_id = ""
 
     def issue(self, session_id: str) -> None:
@@ -92,8 +92,8 @@ class _PendingCookie:
 class SessionRequestMixin:
     """Adds ``request.session`` to the app's request class; built on first use."""
 
-    _redis_session: Optional[Session] = None
-    _redis_session_cookie: Optional[_PendingCookie] = None
+    _redis_session: Session | None = None
+    _redis_session_cookie: _PendingCookie | None = None
 
     @property
     def session(self) -> Session:
@@ -128,7 +128,7 @@ def _sessions(app: flask.Flask) -> _FlaskSessions:
 class RedisSession:
     """The Flask extension: ``RedisSession(app)`` or ``RedisSession().init_app(app)``."""
 
-    def __init__(self, app: Optional[flask.Flask] = None) -> None:
+    def __init__(self, app: flask.Flask | None = None) -> None:
         if app is not None:
             self.init_app(app)
 
@@ -152,26 +152,27 @@ class RedisSession:
             problems.extend(error.problems)
         if problems:
             raise ConfigurationError(problems)
+        keys: Any = [*(fallbacks or ()), secret]  # checked above; itsdangerous's annotations vary by release
         serializer = URLSafeTimedSerializer(
-            [*(fallbacks or ()), secret],  # itsdangerous signs with the last key, accepts them all
+            keys,  # itsdangerous signs with the last key, accepts them all
             salt=COOKIE_SALT,
             signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
         )
         app.extensions[EXTENSION_KEY] = _FlaskSessions(settings, serializer)
         if not issubclass(app.request_class, SessionRequestMixin):
-            app.request_class = type("SessionRequest", (SessionRequestMixin, app.request_class), {})
+            app.request_class = cast("type[flask.Request]", type("SessionRequest", (SessionRequestMixin, app.request_class), {}))
         app.after_request(_apply_cookie)
         app.register_error_handler(SessionUnavailableError, _unavailable)
 
     @staticmethod
-    def admin(app: Optional[flask.Flask] = None) -> SessionAdmin:
+    def admin(app: flask.Flask | None = None) -> SessionAdmin:
         """:class:`~redis_session.SessionAdmin` on ``app``'s store (``current_app`` by default)."""
         return session_admin(app)
 
 
-def _secret_problems(secret: Any, fallbacks: Any) -> List[str]:
+def _secret_problems(secret: Any, fallbacks: Any) -> list[str]:
     """Why ``SECRET_KEY`` / ``SECRET_KEY_FALLBACKS`` cannot sign and check the session cookie."""
-    problems: List[str] = []
+    problems: list[str] = []
     if not secret:
         problems.append("SECRET_KEY is not set; the session-id cookie is signed with it, so set "
                         "app.config['SECRET_KEY'] to a long random value")
@@ -202,7 +203,7 @@ def setup_session(app: flask.Flask) -> RedisSession:
     return RedisSession(app)
 
 
-def session_admin(app: Optional[flask.Flask] = None) -> SessionAdmin:
+def session_admin(app: flask.Flask | None = None) -> SessionAdmin:
     """Per-user session management ("your sessions" pages, sign out everywhere) on the store of
     ``app``, or of ``current_app`` inside a request: the Flask side of Tornado's
     ``self.session_admin``.
@@ -218,14 +219,15 @@ def _apply_cookie(response: flask.Response) -> flask.Response:
     if getattr(request, "_redis_session", None) is None:
         return response
     response.vary.add("Cookie")
-    pending: Optional[_PendingCookie] = request._redis_session_cookie
+    pending: _PendingCookie | None = request._redis_session_cookie
     if pending is None or pending.action is None:
         return response
     sessions = _sessions(flask.current_app)
     settings = sessions.settings
     attributes = settings.cookie_attributes()
     if pending.action == "issue":
-        response.set_cookie(settings.cookie_name, sessions.serializer.dumps(pending.session_id),
+        token: Any = sessions.serializer.dumps(pending.session_id)  # text; itsdangerous 2.1 says str | bytes
+        response.set_cookie(settings.cookie_name, token,
                             max_age=settings.cookie_max_age_for_new_sessions, **attributes)
     else:
         response.delete_cookie(settings.cookie_name, **attributes)
@@ -233,6 +235,6 @@ def _apply_cookie(response: flask.Response) -> flask.Response:
     return response
 
 
-def _unavailable(error: SessionUnavailableError) -> Tuple[str, int, Dict[str, str]]:
+def _unavailable(error: SessionUnavailableError) -> tuple[str, int, dict[str, str]]:
     logger.warning("503 %s %s: %s", flask.request.method, flask.request.path, error)
     return "Service Unavailable: the session store is not answering; try again shortly.\n", 503, {"Retry-After": "1"}

@@ -11,9 +11,10 @@ same script and WAIT policy as a logout.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar
+from typing import Any, TypeVar
 
 from .admin import AdminCore, session_handle
 from .clients import primaries
@@ -39,8 +40,8 @@ class SessionRow:
     """What a listing shows of one session."""
 
     handle: str
-    user: Optional[str]
-    created: Optional[float]
+    user: str | None
+    created: float | None
     ttl: int
 
 
@@ -50,7 +51,7 @@ class SessionDetails:
 
     handle: str
     ttl: int
-    fields: Dict[str, str]
+    fields: dict[str, str]
 
 
 class Inventory:
@@ -67,49 +68,49 @@ class Inventory:
         except STORE_ERRORS as error:
             self.store.rules.fail(error)
 
-    def primaries(self) -> List[Any]:
+    def primaries(self) -> list[Any]:
         """One client per primary (every master of a cluster, or the single server)."""
         return self._guard(lambda: primaries(self.store.client))
 
-    def _scan_pages(self, primary: Any, pattern: str, count: int) -> Iterator[List[bytes]]:
+    def _scan_pages(self, primary: Any, pattern: str) -> Iterator[list[bytes]]:
         cursor = 0
         while True:
-            cursor, keys = self._guard(partial(primary.scan, cursor, match=pattern, count=count))
+            cursor, keys = self._guard(partial(primary.scan, cursor, match=pattern, count=SCAN_COUNT))
             if keys:
                 yield list(dict.fromkeys(keys))  # SCAN may name a key twice within a page
             if not int(cursor):
                 return
 
-    def _session_pages(self, primary: Any, count: int) -> Iterator[List[str]]:
+    def _session_pages(self, primary: Any) -> Iterator[list[str]]:
         """The session ids on one primary, one SCAN page at a time."""
         head = len(session_key(self.settings.prefix, ""))
-        for keys in self._scan_pages(primary, session_key_pattern(self.settings.prefix), count):
+        for keys in self._scan_pages(primary, session_key_pattern(self.settings.prefix)):
             yield [key.decode("utf-8", "replace")[head:] for key in keys]
 
-    def _pipelined(self, primary: Any, commands: List[Tuple[str, Tuple[Any, ...]]]) -> List[Any]:
+    def _pipelined(self, primary: Any, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         pipeline = primary.pipeline(transaction=False)
         for method, args in commands:
             getattr(pipeline, method)(*args)
         return self._guard(partial(pipeline.execute, raise_on_error=False))
 
-    def _each_session(self, on_page: OnPage, count: int) -> Iterator[Tuple[Any, List[str], str]]:
+    def _each_session(self, on_page: OnPage) -> Iterator[tuple[Any, list[str], str]]:
         """``(primary, page of new ids, detail)`` for every SCAN page of every primary."""
         nodes = self.primaries()
-        seen: Set[str] = set()
+        seen: set[str] = set()
         for number, primary in enumerate(nodes, 1):
             detail = f" (primary {number}/{len(nodes)})" if len(nodes) > 1 else ""
-            for page in self._session_pages(primary, count):
+            for page in self._session_pages(primary):
                 fresh = [session_id for session_id in page if session_id not in seen]
                 seen.update(fresh)
                 yield primary, fresh, detail
                 on_page(len(fresh), detail)
 
-    def stats(self, on_page: OnPage = _ignore_page, count: int = SCAN_COUNT) -> Dict[str, Any]:
+    def stats(self, on_page: OnPage = _ignore_page) -> dict[str, Any]:
         """Sessions, memory, TTL spread and per-user counts, from one scan of every primary."""
-        live: Set[str] = set()
-        ttls: List[int] = []
+        live: set[str] = set()
+        ttls: list[int] = []
         memory = persistent = 0
-        for primary, page, _ in self._each_session(on_page, count):
+        for primary, page, _ in self._each_session(on_page):
             keys = [session_key(self.settings.prefix, session_id) for session_id in page]
             replies = self._pipelined(primary, [command for key in keys for command in (("ttl", (key,)), ("memory_usage", (key,)))])
             for session_id, key, ttl, used in zip(page, keys, replies[0::2], replies[1::2]):
@@ -123,8 +124,8 @@ class Inventory:
                     ttls.append(ttl)
                 else:
                     persistent += 1
-        per_user, in_flight, stale = self._user_counts(live, on_page, count)
-        spread: Dict[str, int] = {}
+        per_user, in_flight, stale = self._user_counts(live)
+        spread: dict[str, int] = {}
         if ttls:
             ordered = sorted(ttls)
             spread = {"min": ordered[0], "median": int(statistics.median(ordered)),
@@ -137,14 +138,14 @@ class Inventory:
             "signins_in_flight": in_flight, "stale_index_entries": stale,
         }
 
-    def _user_counts(self, live: Set[str], on_page: OnPage, count: int) -> Tuple[Dict[str, int], int, int]:
+    def _user_counts(self, live: set[str]) -> tuple[dict[str, int], int, int]:
         """Live sessions per user (index entries whose session the scan found), sign-ins in flight
         (``pending:`` entries) and index entries of sessions that are gone (pruned lazily)."""
-        per_user: Dict[str, int] = {}
+        per_user: dict[str, int] = {}
         in_flight = stale = 0
         head = len(user_index_key(self.settings.prefix, ""))
         for primary in self.primaries():
-            for keys in self._scan_pages(primary, user_index_pattern(self.settings.prefix), count):
+            for keys in self._scan_pages(primary, user_index_pattern(self.settings.prefix)):
                 for key, members in zip(keys, self._pipelined(primary, [("zrange", (key, 0, -1)) for key in keys])):
                     if isinstance(members, Exception):
                         continue  # another type, or moved away since the scan
@@ -158,10 +159,10 @@ class Inventory:
                         per_user[user] = per_user.get(user, 0) + alive
         return per_user, in_flight, stale
 
-    def rows(self, on_page: OnPage = _ignore_page, count: int = SCAN_COUNT) -> List[SessionRow]:
+    def rows(self, on_page: OnPage = _ignore_page) -> list[SessionRow]:
         """Every session still there: handle, bound user, creation time, TTL."""
-        rows: List[SessionRow] = []
-        for primary, page, _ in self._each_session(on_page, count):
+        rows: list[SessionRow] = []
+        for primary, page, _ in self._each_session(on_page):
             keys = [session_key(self.settings.prefix, session_id) for session_id in page]
             replies = self._pipelined(
                 primary, [command for key in keys for command in (("hmget", (key, [USER_FIELD, CREATED_FIELD])), ("ttl", (key,)))]
@@ -178,16 +179,16 @@ class Inventory:
                 ))
         return rows
 
-    def find(self, handle: str) -> Optional[str]:
+    def find(self, handle: str) -> str | None:
         """The id of the session whose handle is ``handle`` (a scan: ids are not stored by handle)."""
         for primary in self.primaries():
-            for page in self._session_pages(primary, SCAN_COUNT):
+            for page in self._session_pages(primary):
                 for session_id in page:
                     if session_handle(session_id) == handle:
                         return session_id
         return None
 
-    def show(self, handle: str) -> Optional[SessionDetails]:
+    def show(self, handle: str) -> SessionDetails | None:
         """Everything stored for the session ``handle`` names, or ``None`` if there is none."""
         session_id = self.find(handle)
         if session_id is None:
@@ -219,7 +220,7 @@ class Inventory:
         for pattern in (session_key_pattern(self.settings.prefix), user_index_pattern(self.settings.prefix)):
             for primary in self.primaries():
                 # deleting while scanning is safe: SCAN still returns every key that stays
-                for keys in self._scan_pages(primary, pattern, 500):
+                for keys in self._scan_pages(primary, pattern):
                     # one key per DEL: keys of a cluster primary may still sit in different slots
                     gone = sum(int(result) for result in self._pipelined(primary, [("delete", (key,)) for key in keys]))
                     deleted += gone
@@ -227,7 +228,7 @@ class Inventory:
         return deleted
 
 
-def nearest_rank(ordered: List[int], fraction: float) -> int:
+def nearest_rank(ordered: list[int], fraction: float) -> int:
     """The nearest-rank percentile of sorted values: the smallest value with at least
     ``fraction`` of all values at or below it (p90 of [100, 200] is 200)."""
     rank = -(-len(ordered) * round(fraction * 100) // 100)  # ceil without float error

@@ -8,7 +8,8 @@ two loops that run one, so every operation behaves the same whichever I/O model 
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Dict, Generator, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from .errors import SessionTypeError
 from .protocol import Call
@@ -16,7 +17,7 @@ from .protocol import Call
 T = TypeVar("T")
 #: A session operation: yields store calls, receives their replies, returns a T.
 Operation = Generator[Call, Any, T]
-Number = Union[int, float]
+Number = int | float
 
 
 def drive(operation: Operation[T], execute: Callable[[Call], Any]) -> T:
@@ -58,7 +59,7 @@ class CookieSink(Protocol):
         finished response refuses both."""
 
 
-def categories_of(category: Union[str, Iterable[str], None]) -> Optional[Tuple[str, ...]]:
+def categories_of(category: str | Iterable[str] | None) -> tuple[str, ...] | None:
     """``None`` (all), one category, or several (an empty list matches nothing)."""
     if category is None:
         return None
@@ -71,8 +72,8 @@ def categories_of(category: Union[str, Iterable[str], None]) -> Optional[Tuple[s
     return categories
 
 
-def merge_updates(mapping: Optional[Mapping[str, Any]], keywords: Mapping[str, Any]) -> List[Tuple[str, Any]]:
+def merge_updates(mapping: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """``update()`` takes a mapping, keywords, or both (keywords win), like ``dict.update``."""
-    merged: Dict[str, Any] = dict(mapping) if mapping is not None else {}
+    merged: dict[str, Any] = dict(mapping) if mapping is not None else {}
     merged.update(keywords)
     return list(merged.items())

@@ -23,7 +23,7 @@ scripts' shape (``[status]`` or ``[status, data]``), so the core cannot tell whi
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 import redis
 
@@ -32,7 +32,7 @@ from .protocol import COMMANDS, PLAIN_READ, Call, Command, Status
 _READERS = {"fields": "hmget", "all": "hgetall", "names": "hkeys"}
 
 
-def commands(call: Call) -> List[Command]:
+def commands(call: Call) -> list[Command]:
     """The commands of ``call``, in the order they are sent.
 
     A ``PLAIN_READ`` call's ``args`` are ``(idle seconds or 0, "fields" | "all" | "names",
@@ -47,7 +47,7 @@ def commands(call: Call) -> List[Command]:
     raise ValueError(f"{call.script!r} is not a pipeline")
 
 
-def reply(call: Call, results: List[Any]) -> Any:
+def reply(call: Call, results: list[Any]) -> Any:
     """The replies of :func:`commands` (errors included, as exceptions) in the shape the core
     expects; an error that is not a ``WRONGTYPE`` is raised for the store to judge."""
     if call.script == COMMANDS:

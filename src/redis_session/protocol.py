@@ -8,11 +8,10 @@ from them.
 
 from __future__ import annotations
 
-import enum
-from typing import Any, NamedTuple, Tuple
+from typing import Any, NamedTuple
 
 #: One plain command of a ``COMMANDS`` call: ``(redis-py method name, arguments)``.
-Command = Tuple[str, Tuple[Any, ...]]
+Command = tuple[str, tuple[Any, ...]]
 
 
 class Call(NamedTuple):
@@ -20,14 +19,14 @@ class Call(NamedTuple):
 
     script: str
     key: str
-    args: Tuple[Any, ...]
+    args: tuple[Any, ...]
     #: Safe to send twice: a read or an absolute write. incr, flash and flashes are not, so a
     #: store never sends them again when it cannot tell whether the first one ran.
     idempotent: bool
 
 
-class Status(enum.IntEnum):
-    """The first element of every script reply."""
+class Status:
+    """The first element of every script reply (plain ints: they are compared on every call)."""
 
     OK = 1
     #: The session does not exist (never did, expired, or was ended).
@@ -58,6 +57,11 @@ PIPELINES = frozenset({PLAIN_READ, COMMANDS})
 ENDING_SCRIPTS = frozenset({"destroy", "take"})
 
 
+def constants(namespace: type) -> dict[str, Any]:
+    """The upper-case names a class such as :class:`Status` defines, with their values."""
+    return {name: value for name, value in vars(namespace).items() if name.isupper()}
+
+
 def session_key(prefix: str, session_id: str) -> str:
     """The Redis key of a session; the layout redis-session 0.2.1 used, so sessions carry over."""
     return f"{prefix}:sessions:{session_id}"
@@ -83,7 +87,7 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
-class Opening(str, enum.Enum):
+class Opening:
     """How a script opens the session key it was sent (its third argument)."""
 
     #: A freshly minted id: the key must not exist yet; it is created with its creation time.

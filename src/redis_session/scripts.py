@@ -14,7 +14,6 @@ once, in Python.
 from __future__ import annotations
 
 import hashlib
-from typing import Dict
 
 from .protocol import (
     CREATED_FIELD,
@@ -24,6 +23,7 @@ from .protocol import (
     USER_FIELD,
     Opening,
     Status,
+    constants,
 )
 from .user_index import USER_INDEX
 
@@ -33,8 +33,8 @@ def _lua_string(text: str) -> str:
 
 
 _NAMED = {
-    **{status.name: str(int(status)) for status in Status},
-    **{f"OPEN_{opening.name}": _lua_string(opening.value) for opening in Opening},
+    **{name: str(value) for name, value in constants(Status).items()},
+    **{f"OPEN_{name}": _lua_string(value) for name, value in constants(Opening).items()},
     "RESERVED": _lua_string(RESERVED_PREFIX),
     "CREATED": _lua_string(CREATED_FIELD),
     "USER": _lua_string(USER_FIELD),
@@ -301,7 +301,7 @@ if remaining == 0 then redis.call('HDEL', key, FLASH_SEQUENCE) end
 return {OK, popped}
 """
 
-SCRIPTS: Dict[str, str] = {
+SCRIPTS: dict[str, str] = {
     "read": READ,
     "write": WRITE,
     "incr": INCR,
@@ -314,4 +314,4 @@ SCRIPTS: Dict[str, str] = {
 }
 
 #: The SHA1 each script is known by to EVALSHA (what SCRIPT LOAD answers).
-SHAS: Dict[str, str] = {name: hashlib.sha1(source.encode("utf-8")).hexdigest() for name, source in SCRIPTS.items()}
+SHAS: dict[str, str] = {name: hashlib.sha1(source.encode("utf-8")).hexdigest() for name, source in SCRIPTS.items()}

@@ -8,7 +8,8 @@ to Redis in the common case (reads never come from a cached copy), and each refr
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from .core import SessionCore
 from .identity import fingerprint
@@ -30,7 +31,7 @@ class Session:
     _core: SessionCore
     _store: Store
 
-    def __init__(self, store: Store, settings: SessionSettings, session_id: Optional[str], cookie: CookieSink) -> None:
+    def __init__(self, store: Store, settings: SessionSettings, session_id: str | None, cookie: CookieSink) -> None:
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie))
 
@@ -38,7 +39,7 @@ class Session:
         return drive(operation, self._store.execute)
 
     @property
-    def session_id(self) -> Optional[str]:
+    def session_id(self) -> str | None:
         """The current id, or ``None`` until the first write creates the session."""
         return self._core.session_id
 
@@ -48,15 +49,15 @@ class Session:
         """The field as stored in Redis now (``Value(None)`` when absent)."""
         return self._run(self._core.read((name,)))[0]
 
-    def get_many(self, *names: str) -> List[Value]:
+    def get_many(self, *names: str) -> list[Value]:
         """Several fields in one round trip, in the order asked."""
         return self._run(self._core.read(names))
 
-    def load(self) -> Dict[str, Value]:
+    def load(self) -> dict[str, Value]:
         """Every field as ``{name: Value}`` in one round trip."""
         return self._run(self._core.read_all())
 
-    def keys(self) -> List[str]:
+    def keys(self) -> list[str]:
         """Names of every field, in one round trip."""
         return self._run(self._core.names())
 
@@ -69,7 +70,7 @@ class Session:
         return len(self.keys())
 
     @property
-    def user_id(self) -> Optional[str]:
+    def user_id(self) -> str | None:
         """The user this session was bound to with :meth:`bind_user`, or ``None``."""
         return self._run(self._core.user_id())
 
@@ -79,7 +80,7 @@ class Session:
         """Write one field now (``None`` deletes it)."""
         self._run(self._core.write(((name, value),)))
 
-    def update(self, mapping: Optional[Mapping[str, Any]] = None, **fields: Any) -> None:
+    def update(self, mapping: Mapping[str, Any] | None = None, **fields: Any) -> None:
         """Write many fields in one round trip; nothing is written if any value is invalid."""
         self._run(self._core.write(merge_updates(mapping, fields)))
 
@@ -99,7 +100,7 @@ class Session:
         """Queue a message for a later request; it survives redirects (it lives in Redis)."""
         self._run(self._core.flash(message, category))
 
-    def flashes(self, category: Union[str, Iterable[str], None] = None) -> List[Tuple[str, str]]:
+    def flashes(self, category: str | Iterable[str] | None = None) -> list[tuple[str, str]]:
         """Pop the waiting messages (only those of ``category`` if given), oldest first.
 
         Atomic on the server: two concurrent requests never both get the same message.

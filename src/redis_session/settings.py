@@ -14,8 +14,9 @@ import dataclasses
 import functools
 import importlib.util
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any
 
 from .errors import ConfigurationError
 
@@ -50,7 +51,7 @@ class Setting:
     help: str
 
 
-SETTINGS: Tuple[Setting, ...] = (
+SETTINGS: tuple[Setting, ...] = (
     Setting("redis", "redis_url", str, "redis://localhost:6379",
             "session store URL: redis://, rediss://, unix://, redis+cluster://, redis+sentinel://, "
             "or memory:// (in-process, development only)"),
@@ -89,7 +90,7 @@ SETTINGS: Tuple[Setting, ...] = (
             "is logged and the logout still succeeds"),
 )
 
-SETTINGS_BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,8 @@ class SessionSettings:
 
         :raises ConfigurationError: listing every unknown name and invalid value.
         """
-        problems: List[str] = []
-        resolved: Dict[str, Any] = {}
+        problems: list[str] = []
+        resolved: dict[str, Any] = {}
         for raw_name, raw_value in values.items():
             name = normalise_name(raw_name)
             setting = SETTINGS_BY_NAME.get(name)
@@ -153,9 +154,9 @@ class SessionSettings:
             raise ConfigurationError(problems)
         return settings
 
-    def problems(self, describe: Callable[[str], str]) -> List[str]:
+    def problems(self, describe: Callable[[str], str]) -> list[str]:
         """Every reason these values cannot work, in flag order."""
-        found: List[str] = []
+        found: list[str] = []
         from .addresses import describe_url, store_url_problems
 
         scheme = self.redis_url.split("://", 1)[0].lower() if "://" in self.redis_url else ""
@@ -218,9 +219,9 @@ class SessionSettings:
         found.extend(self._wait_problems(scheme, describe))
         return found
 
-    def _wait_problems(self, scheme: str, describe: Callable[[str], str]) -> List[str]:
+    def _wait_problems(self, scheme: str, describe: Callable[[str], str]) -> list[str]:
         """WAIT must be able to finish before the socket timeout, and needs replicas to ask."""
-        found: List[str] = []
+        found: list[str] = []
         replicas = self.redis_wait_replicas
         if replicas < 0:
             found.append(f"{describe('redis-wait-replicas')}: must be 0 (do not wait) or a number of replicas, got {replicas}")
@@ -286,7 +287,7 @@ class SessionSettings:
             return min(self.cookie_max_age, self.max_lifetime)
         return self.cookie_max_age
 
-    def cookie_attributes(self) -> Dict[str, Any]:
+    def cookie_attributes(self) -> dict[str, Any]:
         """The session cookie's attributes as keyword arguments of both Tornado's and Werkzeug's
         ``set_cookie``: ``domain``, ``path``, ``secure``, ``httponly``, ``samesite`` (``None``
         omits an attribute). The same values must also expire the cookie, or browsers keep it."""

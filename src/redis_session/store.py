@@ -15,7 +15,7 @@ import math
 import os
 import time
 import traceback
-from typing import Any, NamedTuple, NoReturn, Tuple, Type
+from typing import Any, NamedTuple, NoReturn
 
 import redis
 
@@ -30,7 +30,7 @@ from .settings import SessionSettings
 logger = logging.getLogger("redis_session")
 
 #: Errors that mean "the store cannot serve now; try later" rather than "the code is wrong".
-UNAVAILABLE_ERRORS: Tuple[type, ...] = (
+UNAVAILABLE_ERRORS: tuple[type, ...] = (
     redis.exceptions.ConnectionError,  # includes refused/reset and AuthenticationError subclasses
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
@@ -46,9 +46,10 @@ UNAVAILABLE_ERRORS: Tuple[type, ...] = (
 _UNAVAILABLE_MESSAGES = ("MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "NOREPLICAS", "BUSY ", "MISCONF", "OOM ")
 #: What a store call can raise. redis-py's cluster client reports an unreachable cluster with
 #: RedisClusterException, which is not a RedisError, so both must be caught everywhere.
-STORE_ERRORS: Tuple[Type[Exception], ...] = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
-#: What redis-py's own code raises when a connection is closed under a call in flight.
-DROPPED_CONNECTION_ERRORS: Tuple[Type[Exception], ...] = (AttributeError, TypeError, ValueError)
+STORE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+#: What redis-py's own code raises when a connection is closed under a call in flight
+#: (see as_dropped_connection).
+DROPPED_CONNECTION_ERRORS: tuple[type[Exception], ...] = (AttributeError, TypeError, ValueError)
 #: What a store catches around a call (and then judges with StoreRules).
 CALL_ERRORS = (*STORE_ERRORS, *DROPPED_CONNECTION_ERRORS)
 # RedisClusterException messages (and causes) that mean "no node answers", not a usage error.
@@ -81,7 +82,7 @@ def as_dropped_connection(error: Exception) -> Exception:
     operation on closed file``). For the session that is a dropped connection: a 503, or one
     more try for an idempotent call; never a 500 that blames the application.
     """
-    if isinstance(error, DROPPED_CONNECTION_ERRORS):
+    if isinstance(error, (AttributeError, TypeError)) or (isinstance(error, ValueError) and "closed file" in str(error)):
         frames = traceback.extract_tb(error.__traceback__)
         if frames and _REDIS_PACKAGE in frames[-1].filename:
             dropped = redis.exceptions.ConnectionError(f"connection closed while in use: {type(error).__name__}: {error}")
@@ -104,7 +105,7 @@ class WaitPolicy(NamedTuple):
     def of(cls, settings: SessionSettings) -> WaitPolicy:
         return cls(settings.redis_wait_replicas, settings.redis_wait_timeout)
 
-    def command(self) -> Tuple[Any, ...]:
+    def command(self) -> tuple[Any, ...]:
         """The WAIT command (Redis takes the timeout in milliseconds; 0 would block forever)."""
         return ("WAIT", self.replicas, max(1, round(self.timeout * 1000)))
 
@@ -204,6 +205,7 @@ class Store:
         self.name = describe_url(url)
         self.client = client
         self.rules = StoreRules(self.name, wait, stall_pause, client)
+        self._sentinels = sentinel_clients(client)
 
     @classmethod
     def connect(cls, settings: SessionSettings) -> Store:
@@ -287,7 +289,7 @@ class Store:
 
     def close(self) -> None:
         """Close the client's connections (and, behind sentinels, those to the sentinels)."""
-        for client in (self.client, *sentinel_clients(self.client)):
+        for client in (self.client, *sentinel_clients(self.client, *self._sentinels)):
             try:
                 client.close()
             except STORE_ERRORS as error:

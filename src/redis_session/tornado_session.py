@@ -12,7 +12,8 @@ import datetime
 import logging
 import weakref
 from asyncio import Future
-from typing import TYPE_CHECKING, Any, Awaitable, Iterable, List, Optional, Tuple, Union
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 import tornado.websocket
@@ -50,7 +51,7 @@ _BACKEND_ATTRIBUTE = "_redis_session_backend"
 
 def backend_for(application: tornado.web.Application) -> SessionBackend:
     """The Application's settings and stores, resolved on its first session request."""
-    backend: Optional[SessionBackend] = getattr(application, _BACKEND_ATTRIBUTE, None)
+    backend: SessionBackend | None = getattr(application, _BACKEND_ATTRIBUTE, None)
     if backend is None:
         backend = SessionBackend(resolve_settings(application.settings))
         setattr(application, _BACKEND_ATTRIBUTE, backend)
@@ -60,7 +61,7 @@ def backend_for(application: tornado.web.Application) -> SessionBackend:
 async def close_session_stores(application: tornado.web.Application) -> None:
     """Close the connections the Application's sessions opened on the running loop (and its
     blocking ones): for a clean shutdown, or a test that starts and stops apps."""
-    backend: Optional[SessionBackend] = getattr(application, _BACKEND_ATTRIBUTE, None)
+    backend: SessionBackend | None = getattr(application, _BACKEND_ATTRIBUTE, None)
     if backend is not None:
         await backend.aclose()
 
@@ -147,7 +148,7 @@ class _SessionGlue(_MixinBase):
     #: True once this response sets or expires the session cookie (it must then stay private).
     _session_cookie_sent = False
 
-    def _session_arguments(self) -> Tuple[SessionBackend, Optional[str], _TornadoCookie]:
+    def _session_arguments(self) -> tuple[SessionBackend, str | None, _TornadoCookie]:
         backend = backend_for(self.application)
         settings = backend.settings
         session_id = None
@@ -183,7 +184,7 @@ class _SessionGlue(_MixinBase):
                 headers["Cache-Control"] = "private, no-store"
         return super().flush(include_footers)
 
-    def _session_id_from_cookie(self, settings: SessionSettings, raw: str) -> Optional[str]:
+    def _session_id_from_cookie(self, settings: SessionSettings, raw: str) -> str | None:
         """The id in the session cookie's value ``raw`` if it is validly signed, or ``None`` for
         an empty, oversized, unsigned, tampered, expired or malformed one (each simply means "no
         session yet")."""
@@ -218,7 +219,7 @@ class _SessionGlue(_MixinBase):
         """The settings this Application resolved (the flags plus its ``redis_session`` setting)."""
         return backend_for(self.application).settings
 
-    def log_exception(self, typ: Any, value: Optional[BaseException], tb: Any) -> None:
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         if isinstance(value, SessionUnavailableError):
             # One line per failed request: a traceback per request during an outage buries the logs.
             logger.warning("503 %s %s: %s", self.request.method, self.request.path, value)
@@ -245,7 +246,7 @@ class SessionMixin(_SessionGlue):
     outage becomes a 503 rather than a 500.
     """
 
-    _redis_session: Optional[Session] = None
+    _redis_session: Session | None = None
 
     @property
     def session(self) -> Session:
@@ -265,7 +266,7 @@ class SessionMixin(_SessionGlue):
         """Queue a message for the next page (sugar for ``self.session.flash``)."""
         self.session.flash(message, category)
 
-    def get_flashed_messages(self, category: Union[str, Iterable[str], None] = None) -> List[Tuple[str, str]]:
+    def get_flashed_messages(self, category: str | Iterable[str] | None = None) -> list[tuple[str, str]]:
         """Pop waiting messages as ``[(category, message), ...]`` (sugar for ``self.session.flashes``)."""
         return self.session.flashes(category)
 
@@ -274,7 +275,7 @@ class AsyncSessionMixin(_SessionGlue):
     """Adds an awaitable ``self.session`` (:class:`~redis_session.aio.AsyncSession`) for
     coroutine handlers: ``count = (await self.session.count).int``. Redis never blocks the loop."""
 
-    _redis_session: Optional[AsyncSession] = None
+    _redis_session: AsyncSession | None = None
 
     @property
     def session(self) -> AsyncSession:
@@ -294,7 +295,7 @@ class AsyncSessionMixin(_SessionGlue):
         """``await self.flash(...)``: sugar for ``await self.session.flash(...)``."""
         return self.session.flash(message, category)
 
-    def get_flashed_messages(self, category: Union[str, Iterable[str], None] = None) -> Awaitable[List[Tuple[str, str]]]:
+    def get_flashed_messages(self, category: str | Iterable[str] | None = None) -> Awaitable[list[tuple[str, str]]]:
         """``await self.get_flashed_messages()``: sugar for ``await self.session.flashes()``."""
         return self.session.flashes(category)
 

@@ -8,7 +8,8 @@ The flags are defined on :data:`tornado.options.options` when
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from tornado.options import OptionParser, options
 
@@ -25,7 +26,7 @@ def define_flags(parser: OptionParser = options) -> None:
 
 
 
-def flag_values(parser: OptionParser = options) -> Dict[str, Any]:
+def flag_values(parser: OptionParser = options) -> dict[str, Any]:
     """The current value of every ``--session-*`` flag, by setting name."""
     return {setting.name: parser[f"session-{setting.name}"] for setting in SETTINGS}
 
@@ -62,7 +63,7 @@ def resolve_settings(application_settings: Mapping[str, Any], parser: OptionPars
     return settings
 
 
-def _cookie_secret_problems(application_settings: Mapping[str, Any]) -> List[str]:
+def _cookie_secret_problems(application_settings: Mapping[str, Any]) -> list[str]:
     """Why Tornado could not sign the session cookie with this Application's settings.
 
     Checked here, before the first session write: Tornado only finds a bad secret when it signs

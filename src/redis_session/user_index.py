@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Generator, List, NamedTuple, Optional, Tuple
+from collections.abc import Generator
+from typing import Any, NamedTuple
 
 from .identity import fingerprint
 from .protocol import COMMANDS, Call, session_key, user_index_key
@@ -88,9 +89,9 @@ PENDING_GRACE_SECONDS = 60.0
 class IndexEntries(NamedTuple):
     """A user's index, sorted out: listed sessions, sign-ins in flight, and stale entries."""
 
-    listed: List[Tuple[str, float]]
-    pending: List[str]
-    stale_pending: List[str]
+    listed: list[tuple[str, float]]
+    pending: list[str]
+    stale_pending: list[str]
 
 
 def members(settings: SessionSettings, user_id: str) -> Generator[Call, Any, IndexEntries]:
@@ -111,13 +112,13 @@ def members(settings: SessionSettings, user_id: str) -> Generator[Call, Any, Ind
 
 
 def list_pending(
-    settings: SessionSettings, user_id: str, session_id: str, replacing: Optional[str]
-) -> Generator[Call, Any, List[str]]:
+    settings: SessionSettings, user_id: str, session_id: str, replacing: str | None
+) -> Generator[Call, Any, list[str]]:
     """List ``session_id`` as pending under ``user_id``, dropping entries of sessions that expired
     (and ``replacing``, the id it succeeds); returns the ids evicted past ``max_per_user``, oldest
     first, for the caller to end."""
     entries = yield from members(settings, user_id)
-    dead: List[str] = [replacing] if replacing is not None else []
+    dead: list[str] = [replacing] if replacing is not None else []
     dead.extend(entries.stale_pending)
     candidates = [entry for entry, _ in entries.listed if entry != replacing]
     if candidates:
@@ -132,7 +133,7 @@ def list_pending(
     return [member.decode("ascii", "replace") for member in evicted]
 
 
-def confirm(settings: SessionSettings, user_id: str, session_id: str, replacing: Optional[str]) -> Generator[Call, Any, bool]:
+def confirm(settings: SessionSettings, user_id: str, session_id: str, replacing: str | None) -> Generator[Call, Any, bool]:
     """Turn the pending entry into a listed one (dropping ``replacing``); ``False`` if a revoke
     removed the pending entry meanwhile, in which case the caller ends the new session."""
     listed = yield Call("user_index", user_index_key(settings.prefix, user_id), ("confirm", session_id, replacing or ""), True)
@@ -146,7 +147,7 @@ def unlist(settings: SessionSettings, user_id: str, *entries: str) -> Generator[
     return None
 
 
-def user_of(raw: Optional[bytes], session_id: str) -> Optional[str]:
+def user_of(raw: bytes | None, session_id: str) -> str | None:
     """The user id stored in a session, or ``None`` (also for a damaged, non-UTF-8 one)."""
     if not raw:
         return None

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from .errors import SessionTypeError, SessionValueError
 
@@ -33,11 +33,11 @@ class Value:
 
     __slots__ = ("_raw",)
 
-    def __init__(self, raw: Optional[bytes]) -> None:
+    def __init__(self, raw: bytes | None) -> None:
         self._raw = raw
 
     @property
-    def raw(self) -> Optional[bytes]:
+    def raw(self) -> bytes | None:
         """The stored bytes, or ``None`` when the field is absent."""
         return self._raw
 
@@ -125,7 +125,7 @@ class Value:
 ABSENT = Value(None)
 
 
-def encode(name: str, value: Any) -> Optional[bytes]:
+def encode(name: str, value: Any) -> bytes | None:
     """Turn a Python value into the bytes stored for field ``name``; ``None`` means delete.
 
     :raises TypeError: for a value without a lossless encoding (the message names the field):
@@ -176,7 +176,7 @@ def encode(name: str, value: Any) -> Optional[bytes]:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def encode_amount(name: str, amount: Any) -> Tuple[builtins.str, builtins.str]:
+def encode_amount(name: str, amount: Any) -> tuple[builtins.str, builtins.str]:
     """``(amount as text, "int" | "float")`` for ``incr()`` of field ``name``: an int in Redis's
     64-bit range, or a finite float (not a bool, which is an int to Python only)."""
     if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
