@@ -772,6 +772,18 @@ def command_breakdown(results: dict[str, Measured]) -> list[str]:
     return lines
 
 
+def kept_sections(path: str) -> list[str]:
+    """What other benchmark scripts wrote into the report (bench/tricks.py), kept as it was."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return []
+    start, end = "<!-- tricks:start -->", "<!-- tricks:end -->"
+    if start not in text or end not in text:
+        return []
+    return [text[text.index(start):text.index(end) + len(end)], ""]
+
+
 def report(options: argparse.Namespace, command: str, results: dict[str, Measured], memory: dict[str, Any],
            client: redis.Redis, load: LoadGenerator, elapsed: float) -> int:
     header, rows, failures = build_table(results, memory)
@@ -821,6 +833,7 @@ def report(options: argparse.Namespace, command: str, results: dict[str, Measure
             *command_breakdown(results),
             "",
         ]
+        lines += kept_sections(options.output)
         with open(options.output, "w") as handle:
             handle.write("\n".join(lines))
         print(f"written to {os.path.relpath(options.output)}")

@@ -145,6 +145,39 @@ def test_command_line_flags_change_the_settings(parser):
     assert settings.redis_timeout == 0.5
 
 
+@pytest.mark.parametrize(("argument", "expected"), [
+    ("--session-cookie-secure=no", False), ("--session-cookie-secure=off", False), ("--session-cookie-secure=0", False),
+    ("--session-cookie-secure=FALSE", False), ("--session-cookie-secure=yes", True), ("--session-cookie-secure=On", True),
+    ("--session-cookie-secure=1", True), ("--session-cookie-secure", True),
+    ("--session-cookie-http-only=off", False), ("--session-cookie-http-only", True),
+])
+def test_boolean_flags_read_the_words_every_other_spelling_reads(parser, argument, expected):
+    """A boolean flag reads no/off/0/false as False and yes/on/1/true (or the bare flag) as True,
+    exactly as the redis_session dict and the Flask keys do (tornado's own bool flags read
+    "no" and "off" as True)."""
+    parser.parse_command_line(["app.py", argument])
+    flag = argument[2:].partition("=")[0]
+    assert parser[flag] is expected
+    assert resolve(parser, **{flag[len("session-"):]: argument.partition("=")[2] or "true"}) == resolve_settings(SECRET, parser)
+
+
+@pytest.mark.parametrize("word", ["maybe", "2", "", "nein"])
+def test_a_boolean_flag_refuses_any_other_word_naming_the_flag(parser, word):
+    """``--session-cookie-secure=maybe`` stops parse_command_line with an error naming the flag
+    and the words it takes, before the app starts."""
+    with pytest.raises(tornado.options.Error, match=r"--session-cookie-secure: expected true or false"):
+        parser.parse_command_line(["app.py", f"--session-cookie-secure={word}"])
+
+
+def test_boolean_flags_still_take_python_bools_and_refuse_text(parser):
+    """In code and config files a boolean flag takes True/False, as tornado's own bool flags do,
+    and refuses a string."""
+    parser.session_cookie_secure = False
+    assert resolve_settings(SECRET, parser).cookie_secure is False
+    with pytest.raises(tornado.options.Error):
+        parser.session_cookie_secure = "no"
+
+
 def test_config_file_changes_the_settings(parser, tmp_path):
     """``parse_config_file`` with ``session_expire = 60`` lines decides the settings."""
     config = tmp_path / "app.conf"

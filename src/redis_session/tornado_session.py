@@ -66,26 +66,27 @@ async def close_session_stores(application: tornado.web.Application) -> None:
         await backend.aclose()
 
 
-class _TornadoCookie(weakref.ref["_SessionGlue"]):
+class _TornadoCookie:
     """Sets and expires the session cookie on one handler's response.
 
-    It *is* a weak reference to the handler: the handler holds the session and the session holds
-    this sink, so a strong reference back would make every request a reference cycle that only
-    the cyclic garbage collector frees (measured: about 15% of the throughput of a session-free
-    page). Being a ``weakref.ref`` also makes it cheap: built in C, with no ``__init__`` of its
-    own, on every request that touches the session.
+    It holds the handler weakly: the handler holds the session and the session holds this sink,
+    so a strong reference back would make every request a reference cycle that only the cyclic
+    garbage collector frees (measured: about 15% of the throughput of a session-free page).
     """
 
-    __slots__ = ()
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler: _SessionGlue) -> None:
+        self._handler = weakref.ref(handler)
 
     def check_can_change(self, action: str, issuing: bool) -> None:
         """Asked before the first Redis command of an operation that changes the cookie."""
-        if self() is None:
+        if self._handler() is None:
             raise RuntimeError(f"cannot {action}: the request this session belonged to has finished")
 
     @property
     def handler(self) -> _SessionGlue:
-        handler = self()
+        handler = self._handler()
         if handler is None:
             raise RuntimeError("the request this session belonged to has finished; its cookie can no longer be set")
         return handler

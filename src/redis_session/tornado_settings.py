@@ -11,10 +11,45 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tornado.options import OptionParser, options
+from tornado.options import Error, OptionParser, options
 
 from .errors import ConfigurationError
-from .settings import SETTINGS, SessionSettings, normalise_name
+from .settings import SETTINGS, SessionSettings, coerce, normalise_name
+
+
+class _BooleanFlagType(type):
+    """Makes a :class:`BooleanFlag` type pass where tornado.options asks for its bool type, and
+    only there: ``option.type == bool`` (a bare ``--session-cookie-secure`` means true) and
+    ``isinstance(value, option.type)`` (``options.session_cookie_secure = False`` and a config file
+    that sets a Python bool). Its hash stays its own, so tornado's table of parsers does not hand
+    it tornado's lenient bool parser, which reads "no" and "off" as true."""
+
+    def __eq__(cls, other: object) -> bool:
+        return other is bool or other is cls
+
+    def __hash__(cls) -> int:
+        return id(cls)
+
+    def __instancecheck__(cls, value: object) -> bool:
+        return isinstance(value, bool)
+
+
+class BooleanFlag(metaclass=_BooleanFlagType):
+    """The type of a boolean ``--session-*`` flag: it parses the words every other spelling of a
+    setting accepts (true/false, yes/no, on/off, 1/0, any case) and refuses anything else."""
+
+    flag = ""
+
+    def __new__(cls, text: str) -> bool:  # type: ignore[misc]
+        try:
+            return bool(coerce(text, bool))
+        except ValueError as error:
+            raise Error(f"--{cls.flag}: {error}") from None
+
+    @classmethod
+    def named(cls, flag: str) -> type:
+        """The type of the flag ``flag``, so a bad value names it."""
+        return _BooleanFlagType("bool", (cls,), {"flag": flag})
 
 
 def define_flags(parser: OptionParser = options) -> None:
@@ -22,7 +57,8 @@ def define_flags(parser: OptionParser = options) -> None:
     for setting in SETTINGS:
         flag = f"session-{setting.name}"
         if flag not in parser:
-            parser.define(flag, default=setting.default, type=setting.type, help=setting.help, group="redis_session")
+            kind = BooleanFlag.named(flag) if setting.type is bool else setting.type
+            parser.define(flag, default=setting.default, type=kind, help=setting.help, group="redis_session")
 
 
 
