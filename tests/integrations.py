@@ -76,9 +76,7 @@ class Operation:
         if kind == "call":
             result = getattr(session, name)(*self.args, **self.kwargs)
         elif kind == "getattr" and hasattr(AsyncSession, name):
-            result = getattr(session, name)
-            if inspect.iscoroutinefunction(getattr(AsyncSession, name)):
-                result = result()  # a blocking property (user_id) is a coroutine method here
+            result = getattr(session, name)  # session_id, or an awaitable user_id
         elif kind in ("getattr", "getitem"):
             result = session.get(name)
         elif kind in ("setattr", "setitem"):

@@ -602,3 +602,21 @@ def test_a_memory_store_without_fakeredis_is_refused_at_startup(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "fakeredis" else real_find_spec(name, *args))
     with pytest.raises(ConfigurationError, match=r"pip install 'redis_session\[memory\]'"):
         SessionSettings.from_mapping({"redis": "memory://"})
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"cookie_renew_after": -1}, "['cookie-renew-after']: must be 0 (half of cookie-max-age) or positive seconds"),
+    ({"cookie_renew_after": 3600, "cookie_max_age": 3600}, "must be shorter than redis_session['cookie-max-age'] (3600 s)"),
+])
+def test_a_renewal_age_that_could_not_work_is_refused(parser, changes, message):
+    """A negative renewal age, or one at or past the cookie's Max-Age (the cookie would die
+    before it is renewed), is refused at start-up, naming the flag."""
+    assert any(message in problem for problem in problems_of(parser, **changes))
+
+
+def test_the_renewal_age_defaults_to_half_the_cookie_max_age(parser):
+    """Without --session-cookie-renew-after a cookie is renewed once it is half its Max-Age old;
+    a browser-session cookie (max age 0) has no Max-Age to renew."""
+    assert resolve(parser).cookie_renewal_age == 15 * 86400
+    assert resolve(parser, cookie_renew_after=60).cookie_renewal_age == 60
+    assert resolve(parser, cookie_max_age=0).cookie_renewal_age == float("inf")

@@ -9,8 +9,10 @@ sessions written by one are read by the other.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, NoReturn
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from typing import Any, NoReturn, TypeVar, cast
 
 import redis
 
@@ -26,6 +28,16 @@ from .scripts import SCRIPTS, SHAS
 from .settings import SessionSettings
 from .store import CALL_ERRORS, NO_WAIT, STORE_ERRORS, StoreRules, WaitPolicy
 from .value import Value
+
+#: A session operation method (the type ``_recorded`` keeps).
+Method = TypeVar("Method", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def _describe(coroutine: Any) -> str:
+    """``incr(name='count', amount=1)``: the call a session operation's coroutine stands for."""
+    arguments = inspect.getcoroutinelocals(coroutine)
+    shown = ", ".join(f"{name}={value!r}" for name, value in arguments.items() if name != "self")
+    return f"{coroutine.cr_code.co_name.lstrip('_')}({shown})"
 
 
 class AsyncStore:
@@ -124,23 +136,59 @@ class AsyncStore:
         return f"<AsyncStore {self.name}>"
 
 
+#: How many operations a session keeps before it drops those already awaited (see _recorded).
+_PRUNE_AT = 64
+
+
+def _recorded(method: Method) -> Method:
+    """Keep the coroutine each call of an operation returns, so that one never awaited by the end
+    of the request (a forgotten ``await``) can be reported by name (see ``close_unawaited``)."""
+    @functools.wraps(method)
+    def record(self: AsyncSession, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        coroutine = method(self, *args, **kwargs)
+        started = self._started
+        if len(started) >= _PRUNE_AT:  # a long-lived session (a WebSocket's) keeps only what is pending
+            started[:] = [kept for kept in started if inspect.getcoroutinestate(kept) == inspect.CORO_CREATED]
+        started.append(coroutine)
+        return coroutine
+    return cast(Method, record)
+
+
 class AsyncSession:
     """The session API with every Redis operation awaitable.
 
     ``await session.count`` reads a field (``await session.get("count")`` says the same);
     writes are ``await session.set(...)``: plain assignment cannot be awaited, so it raises a
-    ``TypeError`` instead of silently doing nothing.
+    ``TypeError`` instead of silently doing nothing. An operation that is never awaited does
+    nothing; the web glue reports it as an error at the end of the request.
     """
 
-    __slots__ = ("_core", "_store", "_lock")
+    __slots__ = ("_core", "_store", "_lock", "_started")
     _core: SessionCore
     _store: AsyncStore
     _lock: asyncio.Lock
+    _started: list[Coroutine[Any, Any, Any]]
 
     def __init__(self, store: AsyncStore, settings: SessionSettings, session_id: str | None, cookie: CookieSink) -> None:
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie))
         object.__setattr__(self, "_lock", asyncio.Lock())
+        object.__setattr__(self, "_started", [])
+
+    def close_unawaited(self) -> list[str]:
+        """Close the operations that were called but never awaited (nor handed to a task), and
+        say which: ``["incr(name='count', amount=1)"]``. They never ran; closed, they do not
+        warn "coroutine was never awaited" later, at some garbage collection."""
+        pending = [coroutine for coroutine in self._started if inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED]
+        self._started.clear()
+        if not pending:
+            return []
+        scheduled = {id(task.get_coro()) for task in asyncio.all_tasks()}
+        forgotten = [coroutine for coroutine in pending if id(coroutine) not in scheduled]
+        described = [_describe(coroutine) for coroutine in forgotten]  # before close() drops the arguments
+        for coroutine in forgotten:
+            coroutine.close()
+        return described
 
     async def _run(self, operation: Operation[T]) -> T:
         """Drive a core operation, awaiting each call it yields.
@@ -159,74 +207,96 @@ class AsyncSession:
 
     # -- reads -----------------------------------------------------------------------------
 
+    @_recorded
     async def get(self, name: str) -> Value:
         """The field as stored in Redis now (``Value(None)`` when absent)."""
         return (await self._run(self._core.read((name,))))[0]
 
+    @_recorded
     async def get_many(self, *names: str) -> list[Value]:
         """Several fields in one round trip, in the order asked."""
         return await self._run(self._core.read(names))
 
+    @_recorded
     async def load(self) -> dict[str, Value]:
         """Every field as ``{name: Value}`` in one round trip."""
         return await self._run(self._core.read_all())
 
+    @_recorded
     async def keys(self) -> list[str]:
         """Names of every field, in one round trip."""
         return await self._run(self._core.names())
 
+    @_recorded
     async def contains(self, name: str) -> bool:
         """Whether the field is there (``in`` cannot await)."""
         return not (await self.get(name)).none
 
+    @_recorded
     async def length(self) -> int:
         """How many fields the session holds (``len()`` cannot await)."""
         return len(await self.keys())
 
-    async def user_id(self) -> str | None:
-        """The user this session was bound to with :meth:`bind_user`, or ``None``."""
+    @property
+    def user_id(self) -> Coroutine[Any, Any, str | None]:
+        """``await session.user_id``: the user this session was bound to with :meth:`bind_user`,
+        or ``None`` (the blocking session spells it the same, without ``await``)."""
+        return self._user_id()
+
+    @_recorded
+    async def _user_id(self) -> str | None:
         return await self._run(self._core.user_id())
 
     # -- writes ----------------------------------------------------------------------------
 
+    @_recorded
     async def set(self, name: str, value: Any) -> None:
         """Write one field now (``None`` deletes it)."""
         await self._run(self._core.write(((name, value),)))
 
+    @_recorded
     async def update(self, mapping: Mapping[str, Any] | None = None, **fields: Any) -> None:
         """Write many fields in one round trip; nothing is written if any value is invalid."""
         await self._run(self._core.write(merge_updates(mapping, fields)))
 
+    @_recorded
     async def delete(self, *names: str) -> None:
         """Delete fields (absent ones are ignored) in one round trip."""
         await self._run(self._core.write([(name, None) for name in names]))
 
+    @_recorded
     async def incr(self, name: str, amount: Number = 1) -> Number:
         """Add ``amount`` atomically on the server and return the new number."""
         return await self._run(self._core.incr(name, amount))
 
+    @_recorded
     async def clear(self) -> None:
         """Remove every field; the session (and its id) lives on, empty."""
         await self._run(self._core.write((), clear=True))
 
+    @_recorded
     async def flash(self, message: str, category: str = "message") -> None:
         """Queue a message for a later request; it survives redirects (it lives in Redis)."""
         await self._run(self._core.flash(message, category))
 
+    @_recorded
     async def flashes(self, category: str | Iterable[str] | None = None) -> list[tuple[str, str]]:
         """Pop the waiting messages (only those of ``category`` if given), oldest first."""
         return await self._run(self._core.flashes(categories_of(category)))
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @_recorded
     async def destroy(self) -> None:
         """Delete the session from Redis and expire the cookie (logout)."""
         await self._run(self._core.destroy())
 
+    @_recorded
     async def regenerate(self) -> None:
         """Give the session a new id, keeping its data; the old id stops working."""
         await self._run(self._core.regenerate())
 
+    @_recorded
     async def bind_user(self, user_id: str) -> None:
         """Regenerate the id and record the session under ``user_id``."""
         await self._run(self._core.regenerate(str(user_id)))

@@ -60,3 +60,9 @@ class SessionTypeError(RedisSessionError, TypeError):
 
 class SessionLimitError(RedisSessionError, ValueError):
     """A write would exceed a configured size limit; nothing was written."""
+
+
+class SessionStateError(RedisSessionError, RuntimeError):
+    """A session operation was called where it cannot do what it promises, such as creating a
+    session after the response has finished (its cookie could never be sent), or in a WebSocket,
+    or an operation of an async session that was never awaited. Nothing was written."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any, cast
 
 try:
@@ -25,7 +26,8 @@ except ModuleNotFoundError as missing:  # Flask is an optional extra
 
 from .admin import SessionAdmin
 from .backend import SessionBackend
-from .errors import ConfigurationError, SessionUnavailableError
+from .cookies import session_cookie_values
+from .errors import ConfigurationError, SessionStateError, SessionUnavailableError
 from .identity import is_valid_session_id
 from .session import Session
 from .settings import SETTINGS, SessionSettings
@@ -57,27 +59,39 @@ class _FlaskSessions(SessionBackend):
         super().__init__(settings)
         self.serializer = serializer
 
-    def session_id_from(self, raw: str | None) -> str | None:
-        """The id in a valid signed cookie, or ``None`` for anything else ("no session")."""
-        if not raw or len(raw) > self.settings.max_cookie_length:
-            return None
+    def session_cookie_of(self, header: str | None) -> tuple[str | None, float]:
+        """The id in the request's session cookie if it is validly signed, and when it was
+        signed; ``(None, 0.0)`` for anything else ("no session"), and for a request that carries
+        two session cookies (see :mod:`redis_session.cookies`)."""
+        settings = self.settings
+        values = session_cookie_values(header or "", settings.cookie_name)
+        if len(values) > 1:
+            logger.warning("%s %s: %d cookies named %r in one request; using neither (possible cookie tossing)",
+                           flask.request.method, flask.request.path, len(values), settings.cookie_name)
+            return None, 0.0
+        if not values or not values[0] or len(values[0]) > settings.max_cookie_length:
+            return None, 0.0
         try:
-            session_id = self.serializer.loads(raw, max_age=int(self.settings.cookie_max_age_days * 86400))
+            session_id, signed = self.serializer.loads(
+                values[0], max_age=int(settings.cookie_max_age_days * 86400), return_timestamp=True
+            )
         except (BadData, ValueError, TypeError, UnicodeError):
-            return None
+            return None, 0.0
         if not isinstance(session_id, str) or not is_valid_session_id(session_id):
-            return None
-        return session_id
+            return None, 0.0
+        return session_id, signed.timestamp()
 
 
 class _PendingCookie:
     """Records what the session asked for; ``after_request`` applies it to the response."""
 
-    __slots__ = ("action", "session_id")
+    __slots__ = ("action", "session_id", "applied")
 
     def __init__(self) -> None:
         self.action: str | None = None
         self.session_id = ""
+        #: True once the response carries what was asked (later changes could never reach it)
+        self.applied = False
 
     def issue(self, session_id: str) -> None:
         self.action, self.session_id = "issue", session_id
@@ -86,7 +100,15 @@ class _PendingCookie:
         self.action, self.session_id = "expire", ""
 
     def check_can_change(self, action: str, issuing: bool) -> None:
-        """A Flask response is built after the view returns, so a view can always change it."""
+        """A view, and an ``after_request`` function that runs before the library's, may change
+        the cookie; code that runs later (another ``after_request``, ``teardown_request``, a
+        streamed body) may not: its cookie would never reach the browser."""
+        if self.applied:
+            raise SessionStateError(
+                f"cannot {action} after the response was built: the session cookie could no longer be sent, "
+                "so nothing was changed; do it in the view (or an after_request function registered after "
+                "setup_session)"
+            )
 
 
 class SessionRequestMixin:
@@ -94,27 +116,20 @@ class SessionRequestMixin:
 
     _redis_session: Session | None = None
     _redis_session_cookie: _PendingCookie | None = None
+    #: The id the request's session cookie carried and when it was signed (for renewal).
+    _redis_session_cookie_read: tuple[str | None, float] = (None, 0.0)
 
     @property
     def session(self) -> Session:
         session = self._redis_session
         if session is None:
             sessions = _sessions(flask.current_app)
-            settings = sessions.settings
             cookie = _PendingCookie()
-            raw = self.cookies.get(settings.cookie_name)  # type: ignore[attr-defined]
-            if raw and _sent_more_than_once(self, settings.cookie_name):
-                logger.warning("%s %s: several cookies named %r; using neither (possible cookie tossing)",
-                               flask.request.method, flask.request.path, settings.cookie_name)
-                raw = None
-            session = Session(sessions.store, settings, sessions.session_id_from(raw), cookie)
+            read = self._redis_session_cookie_read = sessions.session_cookie_of(self.headers.get("Cookie"))  # type: ignore[attr-defined]
+            session = Session(sessions.store, sessions.settings, read[0], cookie)
             self._redis_session = session
             self._redis_session_cookie = cookie
         return session
-
-
-def _sent_more_than_once(request: Any, name: str) -> bool:
-    return len(request.cookies.getlist(name)) > 1
 
 
 def _sessions(app: flask.Flask) -> _FlaskSessions:
@@ -220,10 +235,20 @@ def _apply_cookie(response: flask.Response) -> flask.Response:
         return response
     response.vary.add("Cookie")
     pending: _PendingCookie | None = request._redis_session_cookie
-    if pending is None or pending.action is None:
+    if pending is None:
         return response
+    pending.applied = True
     sessions = _sessions(flask.current_app)
     settings = sessions.settings
+    if pending.action is None:
+        # An active user's cookie is signed anew once it is old enough (as on Tornado: see
+        # SessionGlue._renew_session_cookie), so its expiry never logs them out.
+        cookie_id, signed = request._redis_session_cookie_read
+        if cookie_id is None or request._redis_session.session_id != cookie_id:
+            return response
+        if time.time() - signed < settings.cookie_renewal_age:
+            return response
+        pending.issue(cookie_id)
     attributes = settings.cookie_attributes()
     if pending.action == "issue":
         token: Any = sessions.serializer.dumps(pending.session_id)  # text; itsdangerous 2.1 says str | bytes

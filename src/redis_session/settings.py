@@ -12,32 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError
 
-SUPPORTED_SCHEMES = (
-    "redis", "rediss", "unix", "memory",
-    "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel",
-)
-SAMESITE_VALUES = {"lax": "Lax", "strict": "Strict", "none": "None", "": ""}
-# Both are used with fullmatch(): a "$" anchor would also accept a trailing newline ("sid\n").
-# RFC 6265 cookie-name token: visible ASCII except separators.
-COOKIE_NAME_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-PREFIX_PATTERN = re.compile(r"[^\s{}]+")
-# A cookie Domain: host name labels (an IP address fits too), optionally with a leading dot.
-COOKIE_DOMAIN_PATTERN = re.compile(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
-# A cookie Path: visible ASCII without ';' or ',' (they would end or split the attribute).
-COOKIE_PATH_PATTERN = re.compile(r"/[\x21-\x2b\x2d-\x3a\x3c-\x7e]*")
 #: Longest duration accepted for any lifetime setting (about 68 years); Redis refuses TTLs whose
 #: expiry time in milliseconds does not fit 64 bits, which a typo like 10**18 would make.
 MAX_SECONDS = 2**31 - 1
-#: Longest Redis timeout accepted: an hour is already far past any useful wait for one reply.
-MAX_TIMEOUT_SECONDS = 3600.0
+SAMESITE_VALUES = {"lax": "Lax", "strict": "Strict", "none": "None", "": ""}
 
 
 @dataclass(frozen=True)
@@ -72,6 +56,9 @@ SETTINGS: tuple[Setting, ...] = (
             "cookie SameSite attribute: Lax, Strict, None (needs Secure) or '' to omit it"),
     Setting("cookie-max-age", "cookie_max_age", int, 30 * 86400,
             "seconds the browser keeps the cookie after the session is created (0: until the browser closes)"),
+    Setting("cookie-renew-after", "cookie_renew_after", int, 0,
+            "seconds after its signing when a request that uses the session sends the cookie again, with a "
+            "fresh signature and Max-Age, so active users stay signed in (0: half of cookie-max-age)"),
     Setting("redis-timeout", "redis_timeout", float, 2.0,
             "seconds to wait for Redis (connect and each reply) before answering 503"),
     Setting("max-value-bytes", "max_value_bytes", int, 128 * 1024,
@@ -108,6 +95,7 @@ class SessionSettings:
     cookie_http_only: bool = True
     cookie_samesite: str = "Lax"
     cookie_max_age: int = 30 * 86400
+    cookie_renew_after: int = 0
     redis_timeout: float = 2.0
     max_value_bytes: int = 128 * 1024
     max_fields: int = 1000
@@ -155,89 +143,10 @@ class SessionSettings:
         return settings
 
     def problems(self, describe: Callable[[str], str]) -> list[str]:
-        """Every reason these values cannot work, in flag order."""
-        found: list[str] = []
-        from .addresses import describe_url, store_url_problems
+        """Every reason these values cannot work, in flag order (see :mod:`.settings_checks`)."""
+        from .settings_checks import problems_of
 
-        scheme = self.redis_url.split("://", 1)[0].lower() if "://" in self.redis_url else ""
-        if scheme not in SUPPORTED_SCHEMES:
-            found.append(
-                f"{describe('redis')}: {describe_url(self.redis_url)!r} is not a store URL; use one of "
-                + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
-            )
-        else:  # a bad cluster or sentinel URL fails here, at startup, not on the first request
-            found.extend(f"{describe('redis')}: {problem}" for problem in store_url_problems(self.redis_url))
-        if scheme == "memory" and importlib.util.find_spec("fakeredis") is None:
-            found.append(f"{describe('redis')}: memory:// needs fakeredis; install it with pip install 'redis_session[memory]'")
-        if not PREFIX_PATTERN.fullmatch(self.prefix):
-            found.append(f"{describe('redis-prefix')}: {self.prefix!r} must be non-empty, without spaces or braces")
-        if not 0 < self.expire <= MAX_SECONDS:
-            found.append(f"{describe('expire')}: must be a positive number of seconds up to {MAX_SECONDS}, got {self.expire}")
-        if not 0 <= self.max_lifetime <= MAX_SECONDS:
-            found.append(
-                f"{describe('max-lifetime')}: must be 0 (off) or a positive number of seconds up to {MAX_SECONDS}, "
-                f"got {self.max_lifetime}"
-            )
-        if not COOKIE_NAME_PATTERN.fullmatch(self.cookie_name):
-            found.append(f"{describe('cookie-id')}: {self.cookie_name!r} is not a valid cookie name")
-        if self.cookie_domain and not COOKIE_DOMAIN_PATTERN.fullmatch(self.cookie_domain):
-            found.append(
-                f"{describe('cookie-domain')}: {self.cookie_domain!r} is not a valid cookie domain "
-                "(ASCII host name labels such as example.com or .example.com; '' for host-only)"
-            )
-        if not COOKIE_PATH_PATTERN.fullmatch(self.cookie_path):
-            found.append(
-                f"{describe('cookie-path')}: {self.cookie_path!r} must start with '/' and hold only visible "
-                "ASCII characters other than ';' and ','"
-            )
-        samesite = SAMESITE_VALUES.get(self.cookie_samesite.lower())
-        if samesite is None:
-            found.append(f"{describe('cookie-samesite')}: {self.cookie_samesite!r} must be Lax, Strict, None or ''")
-        elif samesite == "None" and not self.cookie_secure:
-            found.append(
-                f"{describe('cookie-samesite')}: SameSite=None is only accepted by browsers together "
-                f"with Secure; enable {describe('cookie-secure')}"
-            )
-        if not 0 <= self.cookie_max_age <= MAX_SECONDS:
-            found.append(
-                f"{describe('cookie-max-age')}: must be 0 (browser session) or positive seconds up to {MAX_SECONDS}, "
-                f"got {self.cookie_max_age}"
-            )
-        if not 0 < self.redis_timeout <= MAX_TIMEOUT_SECONDS:  # also refuses nan
-            found.append(
-                f"{describe('redis-timeout')}: must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS:g}, "
-                f"got {self.redis_timeout}"
-            )
-        if self.max_value_bytes <= 0:
-            found.append(f"{describe('max-value-bytes')}: must be positive, got {self.max_value_bytes}")
-        if self.max_fields <= 0:
-            found.append(f"{describe('max-fields')}: must be positive, got {self.max_fields}")
-        if self.max_per_user < 0:
-            found.append(f"{describe('max-per-user')}: must be 0 (no limit) or positive, got {self.max_per_user}")
-        if self.max_cookie_length < 64:
-            found.append(f"{describe('max-cookie-length')}: must be at least 64 (a signed id needs that), got {self.max_cookie_length}")
-        found.extend(self._wait_problems(scheme, describe))
-        return found
-
-    def _wait_problems(self, scheme: str, describe: Callable[[str], str]) -> list[str]:
-        """WAIT must be able to finish before the socket timeout, and needs replicas to ask."""
-        found: list[str] = []
-        replicas = self.redis_wait_replicas
-        if replicas < 0:
-            found.append(f"{describe('redis-wait-replicas')}: must be 0 (do not wait) or a number of replicas, got {replicas}")
-        if not 0 < self.redis_wait_timeout <= MAX_TIMEOUT_SECONDS:  # also refuses nan
-            found.append(
-                f"{describe('redis-wait-timeout')}: must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS:g}, "
-                f"got {self.redis_wait_timeout}"
-            )
-        elif replicas > 0 and self.redis_wait_timeout >= self.redis_timeout:
-            found.append(
-                f"{describe('redis-wait-timeout')}: {self.redis_wait_timeout} s must be shorter than "
-                f"{describe('redis-timeout')} ({self.redis_timeout} s), or the reply to WAIT would time out first"
-            )
-        if replicas > 0 and scheme == "memory":
-            found.append(f"{describe('redis-wait-replicas')}: a memory:// store has no replicas to wait for; use 0")
-        return found
+        return problems_of(self, describe)
 
     def __post_init__(self) -> None:
         # Store SameSite in its canonical spelling so the glue never re-normalises it.
@@ -275,6 +184,17 @@ class SessionSettings:
         """
         bounds = [seconds for seconds in (self.cookie_max_age, self.max_lifetime) if seconds > 0]
         return min(bounds) + 3600 + self.expire if bounds else 0
+
+    @property
+    def cookie_renewal_age(self) -> float:
+        """How old a session cookie's signature may get before a request that uses the session
+        signs it anew (``inf``: never, for a browser-session cookie, which has no Max-Age to renew).
+
+        Without renewal the cookie of an active user would still die at its Max-Age (and its
+        signature be refused), logging the user out while the idle timeout kept sliding."""
+        if not self.cookie_max_age:
+            return float("inf")
+        return float(self.cookie_renew_after or self.cookie_max_age // 2)
 
     @property
     def cookie_max_age_for_new_sessions(self) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 import weakref
 from asyncio import Future
 from collections.abc import Awaitable, Iterable
@@ -21,7 +22,8 @@ import tornado.websocket
 from .admin import AsyncSessionAdmin, SessionAdmin
 from .aio import AsyncSession
 from .backend import SessionBackend
-from .errors import RedisSessionError, SessionUnavailableError
+from .cookies import session_cookie_values
+from .errors import SessionStateError, SessionUnavailableError
 from .identity import is_valid_session_id
 from .session import Session
 from .settings import SessionSettings
@@ -80,9 +82,15 @@ class _TornadoCookie:
         self._handler = weakref.ref(handler)
 
     def check_can_change(self, action: str, issuing: bool) -> None:
-        """Asked before the first Redis command of an operation that changes the cookie."""
-        if self._handler() is None:
-            raise RuntimeError(f"cannot {action}: the request this session belonged to has finished")
+        """Asked before the first Redis command of an operation that changes the cookie: once the
+        response has finished (``finish()``, ``redirect()``, ``render()``, or in ``on_finish()``)
+        the cookie could never reach the browser, so nothing is written and the caller hears why."""
+        handler = self._handler()
+        if handler is None or handler._finished:
+            raise SessionStateError(
+                f"cannot {action} after the response has finished: the session cookie could no longer be "
+                "sent, so nothing was changed; do it before finish(), redirect() or render() (not in on_finish())"
+            )
 
     @property
     def handler(self) -> _SessionGlue:
@@ -125,7 +133,7 @@ class _WebSocketCookie(_TornadoCookie):
 
     def check_can_change(self, action: str, issuing: bool) -> None:
         if issuing:
-            raise RedisSessionError(
+            raise SessionStateError(
                 f"cannot {action} here: the new session id would have to be sent in a cookie, and a "
                 "WebSocket cannot set cookies; create the session (or regenerate it) in an ordinary "
                 "request, such as the page that opens the socket"
@@ -148,19 +156,14 @@ class _SessionGlue(_MixinBase):
     _redis_session: Any = None
     #: True once this response sets or expires the session cookie (it must then stay private).
     _session_cookie_sent = False
+    #: The id the request's session cookie carried and when it was signed (for renewal).
+    _session_cookie_read: tuple[str | None, float] = (None, 0.0)
 
     def _session_arguments(self) -> tuple[SessionBackend, str | None, _TornadoCookie]:
         backend = backend_for(self.application)
-        settings = backend.settings
-        session_id = None
-        request = self.request
-        # With no Cookie header at all (a first visit, most crawlers) there is nothing to parse,
-        # and request.cookies (a SimpleCookie, built on first use) need never be built.
-        if "Cookie" in request.headers:
-            # request.cookies once: get_cookie() would look the parsed cookies up three times
-            morsel = request.cookies.get(settings.cookie_name)
-            if morsel is not None:
-                session_id = self._session_id_from_cookie(settings, morsel.value)
+        header = self.request.headers.get("Cookie")
+        # With no Cookie header at all (a first visit, most crawlers) there is nothing to read.
+        session_id = self._session_id_from_header(backend.settings, header) if header else None
         sink = _WebSocketCookie if isinstance(self, tornado.websocket.WebSocketHandler) else _TornadoCookie
         return backend, session_id, sink(self)
 
@@ -181,30 +184,31 @@ class _SessionGlue(_MixinBase):
                 headers["Vary"] = "Cookie"
             elif "cookie" not in {token.strip().lower() for token in headers["Vary"].split(",")}:
                 self.add_header("Vary", "Cookie")
+            if not self._session_cookie_sent and not self._headers_written:
+                self._renew_session_cookie()
             if self._session_cookie_sent:
                 headers["Cache-Control"] = "private, no-store"
         return super().flush(include_footers)
 
-    def _session_id_from_cookie(self, settings: SessionSettings, raw: str) -> str | None:
-        """The id in the session cookie's value ``raw`` if it is validly signed, or ``None`` for
-        an empty, oversized, unsigned, tampered, expired or malformed one (each simply means "no
-        session yet")."""
-        if not raw or len(raw) > settings.max_cookie_length:
-            return None
-        if sent_more_than_once(self.request.headers.get("Cookie", ""), settings.cookie_name):
+    def _session_id_from_header(self, settings: SessionSettings, header: str) -> str | None:
+        """The id in the request's session cookie if it is validly signed, or ``None`` for an
+        empty, oversized, unsigned, tampered, expired or malformed one (each simply means "no
+        session yet"), and for a request that carries two (see :mod:`redis_session.cookies`)."""
+        values = session_cookie_values(header, settings.cookie_name)
+        if len(values) > 1:
             # Cookie tossing: a sibling subdomain or a more specific path can plant a second,
             # validly signed cookie of the same name. Browsers send both in an order the server
             # cannot trust, so neither is used: the request starts a new session.
             logger.warning(
                 "%s %s: %d cookies named %r in one request; using neither (possible cookie tossing)",
-                self.request.method, self.request.path,
-                cookie_count(self.request.headers.get("Cookie", ""), settings.cookie_name), settings.cookie_name,
+                self.request.method, self.request.path, len(values), settings.cookie_name,
             )
             return None
+        if not values or not values[0] or len(values[0]) > settings.max_cookie_length:
+            return None
+        raw = values[0]
         try:
-            value = self.get_signed_cookie(
-                settings.cookie_name, raw, max_age_days=settings.cookie_max_age_days, min_version=2
-            )
+            value = self.get_signed_cookie(settings.cookie_name, raw, max_age_days=settings.cookie_max_age_days, min_version=2)
         except (ValueError, TypeError, UnicodeError):
             return None
         if value is None:
@@ -213,7 +217,20 @@ class _SessionGlue(_MixinBase):
             session_id = value.decode("ascii")
         except UnicodeDecodeError:
             return None
-        return session_id if is_valid_session_id(session_id) else None
+        if not is_valid_session_id(session_id):
+            return None
+        self._session_cookie_read = (session_id, signed_at(raw))
+        return session_id
+
+    def _renew_session_cookie(self) -> None:
+        """Sign the session cookie anew when a request uses a session whose cookie was signed
+        ``cookie_renewal_age`` ago or more: the same id, a fresh signature and Max-Age, so an
+        active user is never logged out by the cookie's expiry. No Redis round trip: the
+        request has used the session, and a session that turned out to be gone has no id left."""
+        cookie_id, signed = self._session_cookie_read
+        if cookie_id is not None and self._redis_session.session_id == cookie_id:
+            if time.time() - signed >= self.session_settings.cookie_renewal_age:
+                _TornadoCookie(self).issue(cookie_id)
 
     @property
     def session_settings(self) -> SessionSettings:
@@ -300,17 +317,31 @@ class AsyncSessionMixin(_SessionGlue):
         """``await self.get_flashed_messages()``: sugar for ``await self.session.flashes()``."""
         return self.session.flashes(category)
 
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        """Finish the response, unless a session operation was called but never awaited.
 
-def cookie_count(header: str, name: str) -> int:
-    """How many cookies called ``name`` a Cookie header carries."""
-    # ";" only, as Tornado itself splits: a "," may sit inside another cookie's value
-    return sum(1 for chunk in header.split(";") if chunk.split("=", 1)[0].strip() == name)
+        A forgotten ``await`` (``self.session.incr("count")``, ``if self.session.user_id:``)
+        means an operation that never ran, and a page that would claim it did: the request
+        fails instead, with a 500 and an error naming the call.
+        """
+        session = self._redis_session
+        if session is not None:
+            forgotten = session.close_unawaited()
+            if forgotten:
+                calls = ", ".join(f"self.session.{call}" for call in forgotten)
+                raise SessionStateError(
+                    f"{calls} {'was' if len(forgotten) == 1 else 'were'} never awaited, so "
+                    f"{'it' if len(forgotten) == 1 else 'they'} did nothing: write await before each session operation"
+                )
+        return super().finish(chunk)
 
 
-def sent_more_than_once(header: str, name: str) -> bool:
-    # The cheap substring test keeps the common case (one cookie) free of any parsing. It looks
-    # for "name=", not "name": a signed value itself carries the cookie name ("10:session-id|").
-    return header.count(name + "=") > 1 and cookie_count(header, name) > 1
+def signed_at(signed_value: str) -> float:
+    """When Tornado signed a (valid, version 2) signed value: its third field, ``10:<seconds>``."""
+    try:
+        return float(signed_value.split("|", 3)[2].split(":", 1)[1])
+    except (IndexError, ValueError):
+        return 0.0
 
 
 class SessionHandler(SessionMixin, tornado.web.RequestHandler):
