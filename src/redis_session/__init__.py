@@ -9,12 +9,14 @@ from .admin import AsyncSessionAdmin, SessionAdmin, SessionInfo
 from .aio import AsyncSession, AsyncStore
 from .errors import (
     ConfigurationError,
+    ConfigurationWarning,
     RedisSessionError,
     SessionLimitError,
     SessionStateError,
     SessionTypeError,
     SessionUnavailableError,
     SessionValueError,
+    StoreRefusedError,
 )
 from .session import Session
 from .settings import SessionSettings
@@ -28,6 +30,7 @@ __all__ = [
     "AsyncSessionAdmin",
     "AsyncStore",
     "ConfigurationError",
+    "ConfigurationWarning",
     "RedisSessionError",
     "Session",
     "SessionAdmin",
@@ -39,6 +42,7 @@ __all__ = [
     "SessionUnavailableError",
     "SessionValueError",
     "Store",
+    "StoreRefusedError",
     "Value",
     "__version__",
 ]

@@ -27,8 +27,6 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-import redis
-
 from .addresses import describe_url
 from .admin import SessionAdmin
 from .command_line import (
@@ -50,7 +48,7 @@ from .settings import SessionSettings
 from .store import STORE_ERRORS, Store
 
 #: What using a store can raise; connecting can also raise a ConfigurationError (a URL redis-py refuses).
-STORE_FAILURES: tuple[type[Exception], ...] = (SessionUnavailableError, *STORE_ERRORS)
+STORE_FAILURES: tuple[type[Exception], ...] = (SessionUnavailableError, ConfigurationError, *STORE_ERRORS)
 CONNECT_FAILURES: tuple[type[Exception], ...] = (ConfigurationError, *STORE_FAILURES)
 #: Seconds between two redraws of a progress line.
 PROGRESS_INTERVAL = 0.1
@@ -196,31 +194,13 @@ def execute(arguments: Sequence[str], out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-#: Replies of a store that answers but will not work with this configuration, and what to fix.
-REFUSALS = (
-    ("DB index is out of range", "the database number in the store URL does not exist on this server"),
-    ("MOVED", "this server is a cluster node: use a redis+cluster:// URL"),
-    ("Cluster mode is not enabled", "this server is not a cluster node: use a redis:// URL"),
-    ("NOAUTH", "the server needs a password: put it in the store URL"),
-    ("WRONGPASS", "wrong user name or password in the store URL"),
-    ("NOPERM", "the user in the store URL lacks a permission these commands need"),
-)
-
-
 def store_failure(settings: SessionSettings, error: BaseException) -> CommandError:
     """Exit 3 for an outage; 4 for a store that refuses this configuration (or a bad URL)."""
-    if isinstance(error, ConfigurationError):
+    if isinstance(error, ConfigurationError):  # StoreRefusedError included
         return CommandError(EXIT_CONFIGURATION, str(error))
-    cause = error.cause if isinstance(error, SessionUnavailableError) else error
-    text = f"{type(cause).__name__}: {cause}"
-    if isinstance(cause, redis.exceptions.AuthenticationError):
-        return CommandError(EXIT_CONFIGURATION, f"store {describe_url(settings.redis_url)} refused to log in: {text}")
-    for marker, advice in REFUSALS:
-        if marker in str(cause):
-            return CommandError(EXIT_CONFIGURATION, f"store {describe_url(settings.redis_url)}: {advice} ({text})")
     if isinstance(error, SessionUnavailableError):
         return CommandError(EXIT_UNAVAILABLE, str(error))
-    return CommandError(EXIT_CONFIGURATION, f"store {describe_url(settings.redis_url)} refused a command: {text}")
+    return CommandError(EXIT_CONFIGURATION, f"store {describe_url(settings.redis_url)} refused a command: {type(error).__name__}: {error}")
 
 
 #: Each command: ``(inventory, options, stderr) -> (JSON result, text)``; a result of ``None``

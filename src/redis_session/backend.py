@@ -14,11 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from typing import Any
 
 from .admin import AsyncSessionAdmin, SessionAdmin
 from .aio import AsyncStore
 from .settings import SessionSettings
 from .store import Store
+
+#: A misconfiguration every request meets is logged at most once per this many seconds.
+MISCONFIGURATION_LOG_INTERVAL = 60.0
+
+
+def report_due(holder: dict[str, Any], message: str) -> bool:
+    """Whether to log ``message`` now: once per MISCONFIGURATION_LOG_INTERVAL per application
+    (``holder`` is a dict the application owns). Every request would meet the same error, and
+    the first line says all there is to say."""
+    logged: dict[str, float] = holder.setdefault("_redis_session_logged", {})
+    now = time.monotonic()
+    if now - logged.get(message, -MISCONFIGURATION_LOG_INTERVAL) < MISCONFIGURATION_LOG_INTERVAL:
+        return False
+    logged[message] = now
+    return True
 
 
 class SessionBackend:
@@ -60,6 +77,14 @@ class SessionBackend:
                     del self._async_stores[old_loop]
                 store = self._async_stores[loop] = AsyncStore.connect(self.settings)
         return store
+
+    def check_store(self) -> None:
+        """Ask the blocking store for a reply now (a start-up check; it blocks).
+
+        :raises SessionUnavailableError: when the store does not answer.
+        :raises ConfigurationError: when it answers but refuses this configuration.
+        """
+        self.store.check()
 
     def admin(self) -> SessionAdmin:
         """Per-user session management on the blocking store."""

@@ -66,3 +66,22 @@ class SessionStateError(RedisSessionError, RuntimeError):
     """A session operation was called where it cannot do what it promises, such as creating a
     session after the response has finished (its cookie could never be sent), or in a WebSocket,
     or an operation of an async session that was never awaited. Nothing was written."""
+
+
+class StoreRefusedError(ConfigurationError):
+    """The session store answers but refuses this configuration: a wrong user name or password,
+    a Redis user without a permission the sessions need, a database that does not exist, a
+    cluster node named by a plain URL. Retrying never helps (it is not an outage): the web glue
+    answers 500, not 503, and logs one line per minute, not a traceback per request."""
+
+    def __init__(self, store: str, cause: BaseException, advice: str) -> None:
+        self.store = store
+        self.cause = cause
+        text = str(cause)
+        if len(text) > SessionUnavailableError.CAUSE_TEXT_LIMIT:
+            text = text[: SessionUnavailableError.CAUSE_TEXT_LIMIT - 3] + "..."
+        super().__init__(f"session store {store} refused this configuration: {advice} ({type(cause).__name__}: {text})")
+
+
+class ConfigurationWarning(UserWarning):
+    """A configuration that works but is probably not what was meant (a misspelt setting name)."""

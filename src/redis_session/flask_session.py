@@ -10,9 +10,12 @@ must not fail (or block) because Redis is down while it starts.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import time
+import warnings
+from collections.abc import Mapping
 from typing import Any, cast
 
 try:
@@ -25,9 +28,9 @@ except ModuleNotFoundError as missing:  # Flask is an optional extra
     ) from missing
 
 from .admin import SessionAdmin
-from .backend import SessionBackend
+from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
-from .errors import ConfigurationError, SessionStateError, SessionUnavailableError
+from .errors import ConfigurationError, ConfigurationWarning, SessionStateError, SessionUnavailableError
 from .identity import is_valid_session_id
 from .session import Session
 from .settings import SETTINGS, SessionSettings
@@ -167,6 +170,7 @@ class RedisSession:
             problems.extend(error.problems)
         if problems:
             raise ConfigurationError(problems)
+        warn_about_misspelt_keys(app.config)
         keys: Any = [*(fallbacks or ()), secret]  # checked above; itsdangerous's annotations vary by release
         serializer = URLSafeTimedSerializer(
             keys,  # itsdangerous signs with the last key, accepts them all
@@ -178,11 +182,26 @@ class RedisSession:
             app.request_class = cast("type[flask.Request]", type("SessionRequest", (SessionRequestMixin, app.request_class), {}))
         app.after_request(_apply_cookie)
         app.register_error_handler(SessionUnavailableError, _unavailable)
+        app.register_error_handler(ConfigurationError, _misconfigured)
 
     @staticmethod
     def admin(app: flask.Flask | None = None) -> SessionAdmin:
         """:class:`~redis_session.SessionAdmin` on ``app``'s store (``current_app`` by default)."""
         return session_admin(app)
+
+
+def warn_about_misspelt_keys(config: Mapping[str, Any]) -> None:
+    """Warn (ConfigurationWarning) about a ``SESSION_*`` key that is neither a setting of this
+    library nor one of Flask's own but looks like one of ours (``SESSION_EXPIRES``): a typo
+    would otherwise leave the default silently in force. Keys of other extensions that look
+    like none of ours pass without a word."""
+    ours = [config_key(setting.name) for setting in SETTINGS]
+    for key in config:
+        if key.startswith("SESSION_") and key not in ours and key not in flask.Flask.default_config:
+            close = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
+            if close:
+                warnings.warn(f"{key} is not a redis_session setting (so it changes nothing); did you mean {close[0]}?",
+                              ConfigurationWarning, stacklevel=4)
 
 
 def _secret_problems(secret: Any, fallbacks: Any) -> list[str]:
@@ -258,6 +277,15 @@ def _apply_cookie(response: flask.Response) -> flask.Response:
         response.delete_cookie(settings.cookie_name, **attributes)
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+def _misconfigured(error: ConfigurationError) -> tuple[str, int]:
+    """A store that refuses this configuration (or settings that broke after start-up): 500, not
+    a retry hint, and one log line a minute instead of a traceback per request."""
+    if report_due(flask.current_app.extensions, str(error)):
+        logger.error("500 %s %s: %s (the same error is logged again at most once a minute)",
+                     flask.request.method, flask.request.path, error)
+    return "Internal Server Error: the session store is misconfigured.\n", 500
 
 
 def _unavailable(error: SessionUnavailableError) -> tuple[str, int, dict[str, str]]:

@@ -22,7 +22,7 @@ import redis
 from . import pipelines
 from .addresses import describe_url
 from .clients import BLOCKING, make_client, sentinel_clients, sentinel_pool, wait_target
-from .errors import SessionUnavailableError
+from .errors import SessionUnavailableError, StoreRefusedError
 from .protocol import ENDING_SCRIPTS, PIPELINES, Call
 from .scripts import SCRIPTS, SHAS
 from .settings import SessionSettings
@@ -59,6 +59,34 @@ _UNREACHABLE_CLUSTER_MESSAGES = (
 _REDIS_PACKAGE = os.sep + "redis" + os.sep
 #: How often a store behind sentinels asks them who the master is (see Store.follow_master).
 MASTER_CHECK_SECONDS = 1.0
+
+
+#: Replies of a store that answers but will not work with this configuration, and what to fix.
+REFUSALS = (
+    ("WRONGPASS", "the user name or password in the store URL is wrong"),
+    ("invalid username-password", "the user name or password in the store URL is wrong"),
+    ("NOAUTH", "the server needs a password: put it in the store URL"),
+    ("NOPERM", "the Redis user lacks a permission the sessions need (EVALSHA, SCRIPT LOAD, PING, HMGET, HGETALL, "
+               "HKEYS, EXPIRE, EXISTS, ZRANGE, WAIT on keys under the prefix): grant it with ACL SETUSER"),
+    ("DB index is out of range", "the database number in the store URL does not exist on this server"),
+    ("MOVED", "this server is a cluster node: use a redis+cluster:// URL"),
+    ("Cluster mode is not enabled", "this server is not a cluster node: use a redis:// URL"),
+)
+
+
+def refusal(error: BaseException) -> str | None:
+    """What to fix when ``error`` says the store refuses this configuration (``None``: it does
+    not). Checked before :func:`is_unavailable`: a failed login is a ConnectionError to redis-py,
+    but retrying it never helps."""
+    text = str(error)
+    for marker, advice in REFUSALS:
+        if marker in text:
+            return advice
+    if isinstance(error, (redis.exceptions.AuthenticationError, redis.exceptions.AuthenticationWrongNumberOfArgsError)):
+        return "the server refused the login: check the user name and password in the store URL"
+    if isinstance(error, redis.exceptions.NoPermissionError):
+        return REFUSALS[3][1]
+    return None
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -168,10 +196,14 @@ class StoreRules:
             self.fail(error)
 
     def fail(self, error: Exception) -> NoReturn:
-        """Raise what ``error`` means for a session: a 503 for an outage, else the error itself."""
+        """Raise what ``error`` means for a session: a refusal of the configuration (not an
+        outage: retrying never helps), a 503 for an outage, else the error itself."""
         error = as_dropped_connection(error)
         if self.stall_pause and isinstance(error, redis.exceptions.TimeoutError):
             self._quiet_until = time.monotonic() + self.stall_pause
+        advice = refusal(error)
+        if advice is not None:
+            raise StoreRefusedError(self.name, error, advice) from None
         if is_unavailable(error):
             raise SessionUnavailableError(self.name, error) from None
         raise error
@@ -274,6 +306,17 @@ class Store:
             raise reply
         self.rules.check_acknowledged(acknowledged)
         return reply
+
+    def check(self) -> None:
+        """Ask the store for a reply (PING), as a start-up check.
+
+        :raises SessionUnavailableError: when it does not answer.
+        :raises ConfigurationError: when it answers but refuses this configuration.
+        """
+        try:
+            self.client.ping()
+        except CALL_ERRORS as error:
+            self.rules.fail(error)
 
     def follow_master(self) -> None:
         """Behind sentinels, move the pool to the current master if a failover named a new one.

@@ -21,9 +21,9 @@ import tornado.websocket
 
 from .admin import AsyncSessionAdmin, SessionAdmin
 from .aio import AsyncSession
-from .backend import SessionBackend
+from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
-from .errors import SessionStateError, SessionUnavailableError
+from .errors import ConfigurationError, SessionStateError, SessionUnavailableError
 from .identity import is_valid_session_id
 from .session import Session
 from .settings import SessionSettings
@@ -40,6 +40,7 @@ __all__ = [
     "close_session_stores",
     "define_flags",
     "resolve_settings",
+    "setup_session",
 ]
 
 
@@ -51,8 +52,28 @@ define_flags()
 _BACKEND_ATTRIBUTE = "_redis_session_backend"
 
 
+def setup_session(application: tornado.web.Application, check_store: bool = False) -> SessionBackend:
+    """Resolve the Application's session settings now, so a misconfigured app fails at start
+    (before ``listen()``) rather than answering 500 on every request; with ``check_store``, also
+    ask the store for a reply now (this blocks: call it before the IOLoop serves).
+
+    Apps that do not call it resolve their settings on their first session request, as before.
+
+    :raises ConfigurationError: listing every problem with the flags, the ``redis_session``
+        setting and ``cookie_secret``; with ``check_store``, also a store that refuses this
+        configuration (a wrong password, a missing permission).
+    :raises SessionUnavailableError: with ``check_store``, when the store does not answer.
+    """
+    backend = SessionBackend(resolve_settings(application.settings))
+    setattr(application, _BACKEND_ATTRIBUTE, backend)
+    if check_store:
+        backend.check_store()
+    return backend
+
+
 def backend_for(application: tornado.web.Application) -> SessionBackend:
-    """The Application's settings and stores, resolved on its first session request."""
+    """The Application's settings and stores, resolved by ``setup_session`` or on its first
+    session request."""
     backend: SessionBackend | None = getattr(application, _BACKEND_ATTRIBUTE, None)
     if backend is None:
         backend = SessionBackend(resolve_settings(application.settings))
@@ -238,9 +259,15 @@ class _SessionGlue(_MixinBase):
         return backend_for(self.application).settings
 
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        # One line per failed request: a traceback per request during an outage, or for a
+        # configuration mistake that every request meets, buries the logs.
         if isinstance(value, SessionUnavailableError):
-            # One line per failed request: a traceback per request during an outage buries the logs.
             logger.warning("503 %s %s: %s", self.request.method, self.request.path, value)
+            return
+        if isinstance(value, ConfigurationError):
+            if report_due(self.application.__dict__, str(value)):
+                logger.error("500 %s %s: %s (setup_session(app, check_store=True) at start-up finds this before serving; "
+                             "the same error is logged again at most once a minute)", self.request.method, self.request.path, value)
             return
         super().log_exception(typ, value, tb)
 
