@@ -201,7 +201,7 @@ async def check_basics_async(settings: SessionSettings) -> dict[str, Any]:
             own = AsyncSession(store, settings, None, RecordingCookie())
             await own.set("number", number)
             await own.bind_user(user)
-            assert await own.user_id() == user
+            assert await own.user_id == user
             bound.append(own.session_id)
 
         last = AsyncSession(store, settings, bound[-1], RecordingCookie())

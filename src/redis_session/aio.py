@@ -18,7 +18,7 @@ import redis
 
 from . import pipelines
 from .addresses import describe_url
-from .clients import ASYNCIO, make_client, sentinel_clients, wait_target
+from .clients import ASYNCIO, client_for, describe_client, sentinel_clients, wait_target
 from .core import SessionCore
 from .errors import SessionTypeError
 from .identity import fingerprint
@@ -46,18 +46,27 @@ class AsyncStore:
     It belongs to the event loop it was built on: an asyncio connection cannot move between loops.
     """
 
-    def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT) -> None:
+    def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT, owns_client: bool = True,
+                 name: str | None = None) -> None:
         self.url = url
-        self.name = describe_url(url)
+        self.name = name or describe_url(url)
         self.client = client
+        #: False for the application's own client: closing the store leaves it open.
+        self.owns_client = owns_client
         # no stall pause: a coroutine waiting for a stalled Redis holds nothing else up
         self.rules = StoreRules(self.name, wait, 0.0, client)
         self._sentinels = sentinel_clients(client)
 
     @classmethod
     def connect(cls, settings: SessionSettings) -> AsyncStore:
-        """A new store for ``settings`` on the running loop (the client connects on first use)."""
-        return cls(settings.redis_url, make_client(settings, ASYNCIO), WaitPolicy.of(settings))
+        """A new store for ``settings`` on the running loop: on the application's own asyncio
+        client if it gave one, else on a client of its own (which connects on first use).
+
+        :raises ConfigurationError: when the application gave clients, but no asyncio one.
+        """
+        client, owned = client_for(settings, ASYNCIO)
+        return cls(settings.redis_url, client, WaitPolicy.of(settings), owns_client=owned,
+                   name=None if owned else describe_client(client))
 
     async def execute(self, call: Call) -> Any:
         """Run one call; store faults become :class:`~redis_session.errors.SessionUnavailableError`."""
@@ -125,7 +134,10 @@ class AsyncStore:
                 mark_for_reconnect()
 
     async def aclose(self) -> None:
-        """Close the client's connections (and, behind sentinels, those to the sentinels)."""
+        """Close the client's connections (and, behind sentinels, those to the sentinels), unless
+        the client is the application's own."""
+        if not self.owns_client:
+            return
         for client in (self.client, *sentinel_clients(self.client, *self._sentinels)):
             try:
                 await client.aclose()
@@ -205,6 +217,11 @@ class AsyncSession:
         """The current id, or ``None`` until the first write creates the session."""
         return self._core.session_id
 
+    @property
+    def known_to_exist(self) -> bool:
+        """Whether this request has asked Redis about the current session and found it there."""
+        return self._core.asked and self._core.session_id is not None
+
     # -- reads -----------------------------------------------------------------------------
 
     @_recorded
@@ -246,6 +263,11 @@ class AsyncSession:
     @_recorded
     async def _user_id(self) -> str | None:
         return await self._run(self._core.user_id())
+
+    @_recorded
+    async def touch(self) -> None:
+        """Restart the idle timer now, in one round trip."""
+        await self._run(self._core.touch())
 
     # -- writes ----------------------------------------------------------------------------
 

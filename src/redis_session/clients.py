@@ -9,6 +9,7 @@ bounded waits and no hidden retries: the stores decide what may be sent again.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -60,6 +61,39 @@ ASYNCIO = ClientKit(
     redis.asyncio.retry.Retry, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode,
     redis.asyncio.sentinel.Sentinel, "FakeAsyncRedis",
 )
+
+
+def client_for(settings: SessionSettings, kit: ClientKit) -> tuple[Any, bool]:
+    """``(client, owned)``: the application's own client of ``kit``'s I/O model when it gave one
+    (``owned`` False: the library never closes it), else a new one for the URL.
+
+    :raises ConfigurationError: when the application gave clients, but none of this I/O model.
+    """
+    if not settings.redis_clients:
+        return make_client(settings, kit), True
+    asynchronous = kit is ASYNCIO
+    for client in settings.redis_clients:
+        if inspect.iscoroutinefunction(client.execute_command) == asynchronous:
+            return client, False
+    wanted = "an asyncio client (redis.asyncio.Redis)" if asynchronous else "a blocking client (redis.Redis)"
+    users = "coroutine handlers (AsyncSessionHandler)" if asynchronous else "blocking handlers"
+    raise ConfigurationError(
+        f"the application's {users} need {wanted}, but the session store was given only "
+        f"{', '.join(type(client).__name__ for client in settings.redis_clients)}; give a (blocking client, "
+        "asyncio client) pair, or a store URL"
+    )
+
+
+def describe_client(client: Any) -> str:
+    """How logs and errors name an application's own client (never with its password)."""
+    options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if "host" in options:
+        where = f"redis://{options['host']}:{options.get('port', 6379)}/{options.get('db', 0)}"
+    elif "path" in options:
+        where = f"unix://{options['path']}"
+    else:
+        where = "the application's server"
+    return f"{where} (the application's own {type(client).__name__})"
 
 
 def make_client(settings: SessionSettings, kit: ClientKit) -> Any:

@@ -18,7 +18,7 @@ from . import user_index
 from .errors import RedisSessionError, SessionLimitError, SessionValueError
 from .identity import check_name, check_user_id, fingerprint, new_session_id
 from .operation import CookieSink, Number, Operation
-from .protocol import PLAIN_READ, RESERVED_PREFIX, USER_FIELD, Call, Opening, Status, session_key
+from .protocol import CREATED_FIELD, PLAIN_READ, RESERVED_PREFIX, USER_FIELD, Call, Opening, Status, session_key
 from .settings import SessionSettings
 from .value import ABSENT, Value, encode, encode_amount, encode_flash
 
@@ -33,7 +33,7 @@ MINT_ATTEMPTS = 3
 class SessionCore:
     """The state of one request's session and the operations that act on it."""
 
-    __slots__ = ("settings", "cookie", "session_id", "_key", "_fresh_until")
+    __slots__ = ("settings", "cookie", "session_id", "_key", "_fresh_until", "asked")
 
     def __init__(self, settings: SessionSettings, session_id: str | None, cookie: CookieSink) -> None:
         self.settings = settings
@@ -42,6 +42,9 @@ class SessionCore:
         self._key = session_key(settings.prefix, session_id) if session_id else ""
         #: Until then the TTL this request last set is as good as new (see _ttl_needed).
         self._fresh_until = 0.0
+        #: True once a call about the current id went to Redis. A session that is still held
+        #: after that exists: every call that finds it gone forgets the id.
+        self.asked = False
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -66,6 +69,7 @@ class SessionCore:
         return self._script(script, opening, *args, idempotent=idempotent)
 
     def _script(self, script: str, opening: str, *args: Any, idempotent: bool = True) -> Call:
+        self.asked = True
         settings = self.settings
         return Call(script, self._key, (settings.expire, settings.max_lifetime, opening, *args), idempotent)
 
@@ -74,12 +78,14 @@ class SessionCore:
         read alone when the TTL is fresh) unless an absolute lifetime needs the script."""
         if self.settings.max_lifetime:
             return self._script("read", Opening.EXISTING, what, *names)
+        self.asked = True
         return Call(PLAIN_READ, self._key, (self.settings.expire if self._ttl_needed() else 0, what, *names), True)
 
     def _use(self, session_id: str | None) -> None:
         self.session_id = session_id
         self._key = session_key(self.settings.prefix, session_id) if session_id else ""
         self._fresh_until = 0.0
+        self.asked = False
 
     def _forget(self, status: int) -> None:
         """The id the client sent names no usable session: drop it so it is never revived."""
@@ -185,6 +191,17 @@ class SessionCore:
             self._forget(reply[0])
             return None
         return self._user_of(reply[1][0])
+
+    def touch(self) -> Operation[None]:
+        """Restart the idle timer now, in one round trip, even if this request just did (the
+        call redis-session 0.2.1 users know). A session that is gone is forgotten."""
+        if self.session_id is None:
+            return None
+        self._fresh_until = 0.0
+        reply = yield self._read_call("fields", CREATED_FIELD)
+        if reply[0] != Status.OK:
+            self._forget(reply[0])
+        return None
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from .admin import SessionAdmin
 from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
 from .errors import ConfigurationError, ConfigurationWarning, SessionStateError, SessionUnavailableError
-from .identity import is_valid_session_id
+from .identity import is_legacy_session_id, is_valid_session_id
 from .session import Session
 from .settings import SETTINGS, SessionSettings
 
@@ -58,31 +58,53 @@ class _FlaskSessions(SessionBackend):
     """What ``init_app`` resolved for one app: settings, stores (built on first use) and the
     cookie serializer."""
 
-    def __init__(self, settings: SessionSettings, serializer: URLSafeTimedSerializer) -> None:
+    def __init__(self, settings: SessionSettings, serializer: URLSafeTimedSerializer, keys: list[Any]) -> None:
         super().__init__(settings)
         self.serializer = serializer
+        #: How redis-session 0.2.1's Flask module signed its cookie: the secret key as key and
+        #: salt, HMAC-SHA1, a JSON object {cookie name: id}. Read only while legacy-cookies-until
+        #: allows it (see session_cookie_of).
+        self.legacy_serializers = [
+            URLSafeTimedSerializer(key, salt=key, signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1})
+            for key in reversed(keys)
+        ]
 
-    def session_cookie_of(self, header: str | None) -> tuple[str | None, float]:
-        """The id in the request's session cookie if it is validly signed, and when it was
-        signed; ``(None, 0.0)`` for anything else ("no session"), and for a request that carries
-        two session cookies (see :mod:`redis_session.cookies`)."""
+    def legacy_session_id(self, value: str) -> str | None:
+        """The id in a cookie of redis-session 0.2.1's Flask module, or ``None``."""
+        for serializer in self.legacy_serializers:
+            try:
+                payload = serializer.loads(value)  # 0.2.1 never limited the cookie's age
+            except (BadData, ValueError, TypeError, UnicodeError):
+                continue
+            session_id = payload.get(self.settings.cookie_name) if isinstance(payload, dict) else None
+            if isinstance(session_id, str) and is_legacy_session_id(session_id):
+                return session_id
+        return None
+
+    def session_cookie_of(self, header: str | None) -> tuple[str | None, float, bool]:
+        """The id in the request's session cookie if it is validly signed, when it was signed,
+        and whether it is a cookie of redis-session 0.2.1 (accepted while legacy-cookies-until
+        allows); ``(None, 0.0, False)`` for anything else ("no session"), and for a request that
+        carries two session cookies (see :mod:`redis_session.cookies`)."""
         settings = self.settings
+        nothing = (None, 0.0, False)
         values = session_cookie_values(header or "", settings.cookie_name)
         if len(values) > 1:
             logger.warning("%s %s: %d cookies named %r in one request; using neither (possible cookie tossing)",
                            flask.request.method, flask.request.path, len(values), settings.cookie_name)
-            return None, 0.0
+            return nothing
         if not values or not values[0] or len(values[0]) > settings.max_cookie_length:
-            return None, 0.0
+            return nothing
         try:
             session_id, signed = self.serializer.loads(
                 values[0], max_age=int(settings.cookie_max_age_days * 86400), return_timestamp=True
             )
         except (BadData, ValueError, TypeError, UnicodeError):
-            return None, 0.0
+            legacy = self.legacy_session_id(values[0]) if settings.legacy_cookies_accepted else None
+            return (legacy, 0.0, True) if legacy is not None else nothing
         if not isinstance(session_id, str) or not is_valid_session_id(session_id):
-            return None, 0.0
-        return session_id, signed.timestamp()
+            return nothing
+        return session_id, signed.timestamp(), False
 
 
 class _PendingCookie:
@@ -119,8 +141,9 @@ class SessionRequestMixin:
 
     _redis_session: Session | None = None
     _redis_session_cookie: _PendingCookie | None = None
-    #: The id the request's session cookie carried and when it was signed (for renewal).
-    _redis_session_cookie_read: tuple[str | None, float] = (None, 0.0)
+    #: The id the request's session cookie carried, when it was signed, and whether it came in
+    #: a cookie of redis-session 0.2.1 (for renewal).
+    _redis_session_cookie_read: tuple[str | None, float, bool] = (None, 0.0, False)
 
     @property
     def session(self) -> Session:
@@ -177,7 +200,7 @@ class RedisSession:
             salt=COOKIE_SALT,
             signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
         )
-        app.extensions[EXTENSION_KEY] = _FlaskSessions(settings, serializer)
+        app.extensions[EXTENSION_KEY] = _FlaskSessions(settings, serializer, keys)
         if not issubclass(app.request_class, SessionRequestMixin):
             app.request_class = cast("type[flask.Request]", type("SessionRequest", (SessionRequestMixin, app.request_class), {}))
         app.after_request(_apply_cookie)
@@ -262,10 +285,11 @@ def _apply_cookie(response: flask.Response) -> flask.Response:
     if pending.action is None:
         # An active user's cookie is signed anew once it is old enough (as on Tornado: see
         # SessionGlue._renew_session_cookie), so its expiry never logs them out.
-        cookie_id, signed = request._redis_session_cookie_read
-        if cookie_id is None or request._redis_session.session_id != cookie_id:
+        cookie_id, signed, legacy = request._redis_session_cookie_read
+        session = request._redis_session
+        if cookie_id is None or session.session_id != cookie_id:
             return response
-        if time.time() - signed < settings.cookie_renewal_age:
+        if not (session.known_to_exist if legacy else time.time() - signed >= settings.cookie_renewal_age):
             return response
         pending.issue(cookie_id)
     attributes = settings.cookie_attributes()

@@ -18,6 +18,9 @@ ID_BYTES = 24  # 192 random bits, 32 URL-safe characters
 # Ids this library mints, and the ids of redis-session 0.2.1 (so its sessions carry over).
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")
 _FINGERPRINT_KEY = secrets.token_bytes(16)
+#: The ids redis-session 0.2.1 minted: two UUID4s written one after the other (72 characters).
+_UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+LEGACY_SESSION_ID_PATTERN = re.compile(_UUID4 * 2)
 
 
 def fingerprint(session_id: str) -> str:
@@ -28,6 +31,11 @@ def fingerprint(session_id: str) -> str:
 
 def is_valid_session_id(session_id: str) -> bool:
     return SESSION_ID_PATTERN.match(session_id) is not None
+
+
+def is_legacy_session_id(value: str) -> bool:
+    """Whether ``value`` has the shape of an id redis-session 0.2.1 minted (see legacy-cookies-until)."""
+    return LEGACY_SESSION_ID_PATTERN.fullmatch(value) is not None
 
 
 def new_session_id() -> str:

@@ -8,6 +8,7 @@ to Redis in the common case (reads never come from a cached copy), and each refr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -43,6 +44,11 @@ class Session:
         """The current id, or ``None`` until the first write creates the session."""
         return self._core.session_id
 
+    @property
+    def known_to_exist(self) -> bool:
+        """Whether this request has asked Redis about the current session and found it there."""
+        return self._core.asked and self._core.session_id is not None
+
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, name: str) -> Value:
@@ -73,6 +79,17 @@ class Session:
     def user_id(self) -> str | None:
         """The user this session was bound to with :meth:`bind_user`, or ``None``."""
         return self._run(self._core.user_id())
+
+    def touch(self) -> None:
+        """Restart the idle timer now, in one round trip (as redis-session 0.2.1's ``touch()``).
+        Every read and write already does this; it is for a page that uses no field."""
+        self._run(self._core.touch())
+
+    @property
+    def sessionId(self) -> str | None:  # the name redis-session 0.2.1 users know
+        """Deprecated spelling of :attr:`session_id`, kept from redis-session 0.2.1."""
+        warnings.warn("session.sessionId is deprecated; use session.session_id", DeprecationWarning, stacklevel=2)
+        return self._core.session_id
 
     # -- writes ----------------------------------------------------------------------------
 

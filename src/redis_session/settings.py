@@ -11,12 +11,15 @@ Settings are resolved once per application into a frozen object; nothing here is
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
+import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ConfigurationWarning
 
 #: Longest duration accepted for any lifetime setting (about 68 years); Redis refuses TTLs whose
 #: expiry time in milliseconds does not fit 64 bits, which a typo like 10**18 would make.
@@ -59,6 +62,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cookie-renew-after", "cookie_renew_after", int, 0,
             "seconds after its signing when a request that uses the session sends the cookie again, with a "
             "fresh signature and Max-Age, so active users stay signed in (0: half of cookie-max-age)"),
+    Setting("legacy-cookies-until", "legacy_cookies_until", str, "",
+            "until this date (YYYY-MM-DD, UTC) also accept the cookies of redis-session 0.2.1 (unsigned, or its "
+            "Flask signing) for sessions that exist, and send them back signed; '' (default): never"),
     Setting("redis-timeout", "redis_timeout", float, 2.0,
             "seconds to wait for Redis (connect and each reply) before answering 503"),
     Setting("max-value-bytes", "max_value_bytes", int, 128 * 1024,
@@ -96,6 +102,7 @@ class SessionSettings:
     cookie_samesite: str = "Lax"
     cookie_max_age: int = 30 * 86400
     cookie_renew_after: int = 0
+    legacy_cookies_until: str = ""
     redis_timeout: float = 2.0
     max_value_bytes: int = 128 * 1024
     max_fields: int = 1000
@@ -103,6 +110,10 @@ class SessionSettings:
     max_cookie_length: int = 512
     redis_wait_replicas: int = 0
     redis_wait_timeout: float = 1.0
+    #: Clients the application handed over instead of a URL (at most one per I/O model); they
+    #: stay the application's: the library never closes them. Not part of equality: a client
+    #: is not a value.
+    redis_clients: tuple[Any, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @classmethod
     def from_mapping(
@@ -130,6 +141,13 @@ class SessionSettings:
                 continue
             if raw_value is None:
                 continue  # unset: keep the default
+            if name == "redis" and not isinstance(raw_value, str):
+                # the application's own client(s): its TLS, ACL user, instrumentation, pool
+                try:
+                    resolved["redis_clients"] = own_clients(raw_value)
+                except ValueError as error:
+                    problems.append(f"{describe(name)}: {error}")
+                continue
             try:
                 resolved[setting.attribute] = coerce(raw_value, setting.type)
             except ValueError as error:
@@ -140,6 +158,10 @@ class SessionSettings:
         problems.extend(settings.problems(describe))
         if problems:
             raise ConfigurationError(problems)
+        from .settings_checks import client_cautions
+
+        for caution in client_cautions(settings.redis_clients):
+            warnings.warn(f"{describe('redis')}: {caution}", ConfigurationWarning, stacklevel=3)
         return settings
 
     def problems(self, describe: Callable[[str], str]) -> list[str]:
@@ -197,6 +219,15 @@ class SessionSettings:
         return float(self.cookie_renew_after or self.cookie_max_age // 2)
 
     @property
+    def legacy_cookies_accepted(self) -> bool:
+        """Whether the upgrade window for redis-session 0.2.1's cookies is open now (see
+        ``legacy-cookies-until``): until the end of that day, UTC."""
+        if not self.legacy_cookies_until:
+            return False
+        until = datetime.date.fromisoformat(self.legacy_cookies_until)
+        return datetime.datetime.now(datetime.timezone.utc).date() <= until
+
+    @property
     def cookie_max_age_for_new_sessions(self) -> int | None:
         """``Max-Age`` of the cookie set when a session is created or regenerated (``None``: a
         browser-session cookie): the cookie lifetime, capped by the absolute session lifetime,
@@ -218,6 +249,22 @@ class SessionSettings:
             "httponly": self.cookie_http_only,
             "samesite": self.cookie_samesite or None,
         }
+
+
+def own_clients(value: Any) -> tuple[Any, ...]:
+    """The redis-py client, or the pair of a blocking and an asyncio client, given as the store.
+
+    :raises ValueError: for anything that is not one or two clients, one of each I/O model.
+    """
+    clients = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not clients or not all(callable(getattr(client, "execute_command", None)) for client in clients):
+        raise ValueError(
+            f"expected a store URL, a redis-py client, or a (blocking client, asyncio client) pair, got {value!r}"
+        )
+    kinds = [inspect.iscoroutinefunction(client.execute_command) for client in clients]
+    if len(clients) > 2 or len(set(kinds)) != len(kinds):
+        raise ValueError("give at most one blocking client (redis.Redis, RedisCluster) and one asyncio client (redis.asyncio)")
+    return clients
 
 
 def normalise_name(name: str) -> str:

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import re
 from collections.abc import Callable
+from typing import Any
 
 from .addresses import describe_url, store_url_problems
 from .settings import MAX_SECONDS, SAMESITE_VALUES, SessionSettings
@@ -86,6 +88,14 @@ def problems_of(settings: SessionSettings, describe: Callable[[str], str]) -> li
             f"{describe('cookie-renew-after')}: {settings.cookie_renew_after} s must be shorter than "
             f"{describe('cookie-max-age')} ({settings.cookie_max_age} s), or cookies would expire before they are renewed"
         )
+    if settings.legacy_cookies_until:
+        try:
+            datetime.date.fromisoformat(settings.legacy_cookies_until)
+        except ValueError:
+            found.append(
+                f"{describe('legacy-cookies-until')}: {settings.legacy_cookies_until!r} is not a date; write it as "
+                "YYYY-MM-DD (the last day a redis-session 0.2.1 cookie is accepted), or '' for never"
+            )
     if not 0 < settings.redis_timeout <= MAX_TIMEOUT_SECONDS:  # also refuses nan
         found.append(
             f"{describe('redis-timeout')}: must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS:g}, "
@@ -121,3 +131,26 @@ def _wait_problems(settings: SessionSettings, scheme: str, describe: Callable[[s
     if replicas > 0 and scheme == "memory":
         found.append(f"{describe('redis-wait-replicas')}: a memory:// store has no replicas to wait for; use 0")
     return found
+
+
+def client_cautions(clients: tuple[Any, ...]) -> list[str]:
+    """What could go wrong with the application's own clients (they work, so these are
+    warnings): no socket timeout, where a stalled Redis holds a request for ever; retries, where
+    an ``incr()`` whose reply was lost is applied twice."""
+    cautions: list[str] = []
+    for client in clients:
+        name = type(client).__name__
+        options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        if "socket_timeout" in options and options["socket_timeout"] is None:
+            cautions.append(
+                f"the {name} given as the session store has no socket_timeout: a stalled Redis would hold "
+                "requests without end (session-redis-timeout applies only to clients the library builds)"
+            )
+        get_retry = getattr(client, "get_retry", None)
+        retries = getattr(get_retry(), "_retries", 0) if callable(get_retry) else 0
+        if retries:
+            cautions.append(
+                f"the {name} given as the session store retries failed commands ({retries} times): an incr() or "
+                "flash() whose reply was lost can then be applied twice; build it with retry=Retry(NoBackoff(), 0)"
+            )
+    return cautions

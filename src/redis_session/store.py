@@ -21,7 +21,7 @@ import redis
 
 from . import pipelines
 from .addresses import describe_url
-from .clients import BLOCKING, make_client, sentinel_clients, sentinel_pool, wait_target
+from .clients import BLOCKING, client_for, describe_client, sentinel_clients, sentinel_pool, wait_target
 from .errors import SessionUnavailableError, StoreRefusedError
 from .protocol import ENDING_SCRIPTS, PIPELINES, Call
 from .scripts import SCRIPTS, SHAS
@@ -232,26 +232,32 @@ class StoreRules:
 class Store:
     """A blocking client with the session scripts, run by :class:`StoreRules`."""
 
-    def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT, stall_pause: float = 0.0) -> None:
+    def __init__(self, url: str, client: Any, wait: WaitPolicy = NO_WAIT, stall_pause: float = 0.0,
+                 owns_client: bool = True, name: str | None = None) -> None:
         self.url = url
-        self.name = describe_url(url)
+        self.name = name or describe_url(url)
         self.client = client
+        #: False for the application's own client: closing the store leaves it open.
+        self.owns_client = owns_client
         self.rules = StoreRules(self.name, wait, stall_pause, client)
         self._sentinels = sentinel_clients(client)
 
     @classmethod
     def connect(cls, settings: SessionSettings) -> Store:
-        """A new store for ``settings``, with a client (and connection pool) of its own.
+        """A new store for ``settings``: on the application's own blocking client if it gave one,
+        else on a client (and connection pool) of its own.
 
         :raises SessionUnavailableError: when building the client already needs the store and it
             does not answer (redis-py's cluster client reads the slot map when it is created).
+        :raises ConfigurationError: when the application gave clients, but no blocking one.
         """
         rules = StoreRules(describe_url(settings.redis_url), WaitPolicy.of(settings), 0.0, None)
         try:
-            client = make_client(settings, BLOCKING)
+            client, owned = client_for(settings, BLOCKING)
         except STORE_ERRORS as error:
             rules.fail(error)
-        return cls(settings.redis_url, client, WaitPolicy.of(settings), stall_pause=settings.redis_timeout)
+        return cls(settings.redis_url, client, WaitPolicy.of(settings), stall_pause=settings.redis_timeout,
+                   owns_client=owned, name=None if owned else describe_client(client))
 
     def execute(self, call: Call) -> Any:
         """Run one call; store faults become :class:`SessionUnavailableError`."""
@@ -331,7 +337,10 @@ class Store:
             pass  # no sentinel answered: the command itself says whether the master still does
 
     def close(self) -> None:
-        """Close the client's connections (and, behind sentinels, those to the sentinels)."""
+        """Close the client's connections (and, behind sentinels, those to the sentinels), unless
+        the client is the application's own."""
+        if not self.owns_client:
+            return
         for client in (self.client, *sentinel_clients(self.client, *self._sentinels)):
             try:
                 client.close()

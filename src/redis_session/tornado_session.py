@@ -24,7 +24,7 @@ from .aio import AsyncSession
 from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
 from .errors import ConfigurationError, SessionStateError, SessionUnavailableError
-from .identity import is_valid_session_id
+from .identity import is_legacy_session_id, is_valid_session_id
 from .session import Session
 from .settings import SessionSettings
 from .tornado_settings import define_flags, resolve_settings
@@ -177,8 +177,9 @@ class _SessionGlue(_MixinBase):
     _redis_session: Any = None
     #: True once this response sets or expires the session cookie (it must then stay private).
     _session_cookie_sent = False
-    #: The id the request's session cookie carried and when it was signed (for renewal).
-    _session_cookie_read: tuple[str | None, float] = (None, 0.0)
+    #: The id the request's session cookie carried, when it was signed, and whether it came in
+    #: a cookie of redis-session 0.2.1 (see _renew_session_cookie).
+    _session_cookie_read: tuple[str | None, float, bool] = (None, 0.0, False)
 
     def _session_arguments(self) -> tuple[SessionBackend, str | None, _TornadoCookie]:
         backend = backend_for(self.application)
@@ -231,8 +232,13 @@ class _SessionGlue(_MixinBase):
         try:
             value = self.get_signed_cookie(settings.cookie_name, raw, max_age_days=settings.cookie_max_age_days, min_version=2)
         except (ValueError, TypeError, UnicodeError):
-            return None
+            value = None
         if value is None:
+            if settings.legacy_cookies_accepted and is_legacy_session_id(raw):
+                # redis-session 0.2.1 with --session-cookie-secure=false sent the bare id: taken
+                # only if its session exists, and then sent back signed (see _renew_session_cookie)
+                self._session_cookie_read = (raw, 0.0, True)
+                return raw
             return None
         try:
             session_id = value.decode("ascii")
@@ -240,18 +246,23 @@ class _SessionGlue(_MixinBase):
             return None
         if not is_valid_session_id(session_id):
             return None
-        self._session_cookie_read = (session_id, signed_at(raw))
+        self._session_cookie_read = (session_id, signed_at(raw), False)
         return session_id
 
     def _renew_session_cookie(self) -> None:
         """Sign the session cookie anew when a request uses a session whose cookie was signed
         ``cookie_renewal_age`` ago or more: the same id, a fresh signature and Max-Age, so an
         active user is never logged out by the cookie's expiry. No Redis round trip: the
-        request has used the session, and a session that turned out to be gone has no id left."""
-        cookie_id, signed = self._session_cookie_read
-        if cookie_id is not None and self._redis_session.session_id == cookie_id:
-            if time.time() - signed >= self.session_settings.cookie_renewal_age:
-                _TornadoCookie(self).issue(cookie_id)
+        request has used the session, and a session that turned out to be gone has no id left.
+
+        A cookie of redis-session 0.2.1 is sent back signed as soon as the request has found its
+        session in Redis, so an upgraded site moves its users over as they come back."""
+        cookie_id, signed, legacy = self._session_cookie_read
+        session = self._redis_session
+        if cookie_id is None or session.session_id != cookie_id:
+            return
+        if session.known_to_exist if legacy else time.time() - signed >= self.session_settings.cookie_renewal_age:
+            _TornadoCookie(self).issue(cookie_id)
 
     @property
     def session_settings(self) -> SessionSettings:
