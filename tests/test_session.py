@@ -13,6 +13,7 @@ import concurrent.futures
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from redis_session import Value
-from redis_session.errors import RedisSessionError, SessionLimitError, SessionTypeError, SessionValueError
+from redis_session.errors import RedisSessionError, SessionLimitError, SessionValueError
 from redis_session.settings import SessionSettings
 from tests.conftest import RecordingCookie
 from tests.support import TestStores
@@ -87,10 +88,11 @@ def test_a_missing_field_reads_as_fallbacks(make_session):
     assert (missing.str, missing.int, missing.float, missing.bool, missing.json) == ("", 0, 0.0, False, {})
 
 
-def test_in_len_and_iteration_see_user_fields_only(make_session, redis_client, key_of):
-    """``in``, len() and list() see the fields the app wrote, never the library's ``__rs:`` fields."""
+def test_in_len_iteration_and_load_see_user_fields_only(make_session, redis_client, key_of):
+    """``in``, len(), list(), keys() and load() see the fields the app wrote, never ``__rs:created``, ``__rs:user`` or flashes."""
     session = make_session()
     session.update(name="alice", empty="")
+    session.bind_user("alice")
     session.flash("Welcome")
 
     assert "name" in session
@@ -99,8 +101,9 @@ def test_in_len_and_iteration_see_user_fields_only(make_session, redis_client, k
     assert len(session) == 2
     assert sorted(session) == ["empty", "name"]
     assert sorted(session.keys()) == ["empty", "name"]
+    assert set(session.load()) == {"empty", "name"}
     stored = {name.decode() for name in redis_client.hkeys(key_of(session.session_id))}
-    assert CREATED in stored and any(name.startswith("__rs:flash:") for name in stored)
+    assert {CREATED, "__rs:user"} <= stored and any(name.startswith("__rs:flash:") for name in stored)
 
 
 # The awaitable API has no ``in`` operator: its contains() is covered by the test after this one.
@@ -284,21 +287,25 @@ def test_incr_counts_on_the_server(make_session, redis_client, key_of):
     assert other.count.int == 11
 
 
-def test_concurrent_incr_loses_no_update(make_session):
-    """incr() from many Sessions on the same id at once adds up exactly."""
+def test_concurrent_incr_loses_no_update(make_session, redis_client, key_of, prefix):
+    """200 incr() from 20 Sessions on one id at once each return a different count, add up exactly and send no new cookie."""
     first = make_session()
-    first.hits = 0
-    session_id = first.session_id
+    assert first.incr("hits") == 1
+    cookies = [RecordingCookie() for _ in range(20)]
+    sessions = [make_session(first.session_id, cookie=cookie) for cookie in cookies]
+    start = threading.Barrier(len(sessions))
 
-    def bump(_: int) -> None:
-        session = make_session(session_id)
-        for _ in range(20):
-            session.incr("hits")
+    def bump(session: Any) -> list[int]:
+        start.wait(30)
+        return [int(session.incr("hits")) for _ in range(10)]
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(bump, range(4)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+        returned = [count for counts in pool.map(bump, sessions) for count in counts]
 
-    assert first.hits.int == 80
+    assert sorted(returned) == list(range(2, 202))
+    assert first.hits.int == 201
+    assert all(cookie.events == [] for cookie in cookies)
+    assert all_keys(redis_client, prefix) == [key_of(first.session_id).encode()]
 
 
 def test_incr_with_a_float_amount(make_session):
@@ -312,20 +319,13 @@ def test_incr_with_a_float_amount(make_session):
     assert isinstance(session.incr("count", 1.0), float)
 
 
-def test_incr_keeps_large_counters_exact_in_redis(make_session, redis_client, key_of):
-    """incr() on a 64-bit counter beyond 2**53 stores the exact sum in Redis."""
-    session = make_session()
-    session.big = 2**60
-    session.incr("big")
-    assert redis_client.hget(key_of(session.session_id), "big") == str(2**60 + 1).encode()
-    assert session.big.int == 2**60 + 1
-
-
-def test_incr_returns_the_exact_value_of_a_large_counter(make_session):
-    """incr() returns exactly what Redis now holds, also for 64-bit counters beyond 2**53."""
+def test_incr_keeps_large_counters_exact(make_session, redis_client, key_of):
+    """incr() on a 64-bit counter beyond 2**53 returns and stores the exact sum, up to 2**63 - 1."""
     session = make_session()
     session.big = 2**60
     assert session.incr("big") == 2**60 + 1
+    assert redis_client.hget(key_of(session.session_id), "big") == str(2**60 + 1).encode()
+    assert session.big.int == 2**60 + 1
     assert session.incr("big", -(2**60)) == 1
     session.big = 2**63 - 2
     assert session.incr("big") == 2**63 - 1
@@ -404,22 +404,28 @@ def test_nan_and_infinity_are_refused_and_write_nothing(make_session, redis_clie
 
 
 def test_clear_removes_every_field_but_keeps_the_session(make_session, redis_client, key_of):
-    """clear() empties the session; the same id keeps working for later writes."""
+    """clear() empties the app's fields; the id, the user binding and waiting flashes stay, and later writes use the same id."""
     cookie = RecordingCookie()
     session = make_session(cookie=cookie)
     session.update(name="alice", count=3)
+    anonymous_id = session.session_id
+    session.bind_user("alice")
+    session.flash("Saved")
     session_id = session.session_id
 
     session.clear()
 
     assert len(session) == 0
+    assert session.load() == {}
     assert session.name.none
     assert session.session_id == session_id
+    assert session.user_id == "alice"
     session.theme = "dark"
     assert session.session_id == session_id
     assert session.load() == {"theme": Value(b"dark")}
     assert redis_client.hget(key_of(session_id), "theme") == b"dark"
-    assert cookie.events == [("issue", session_id)]
+    assert cookie.events == [("issue", anonymous_id), ("issue", session_id)]
+    assert session.flashes() == [("message", "Saved")]
 
 
 # -- field names -----------------------------------------------------------------------------
@@ -438,24 +444,20 @@ def test_method_names_work_as_fields_through_item_access(make_session):
     assert session.get("get").str == "x"
 
 
+# The awaitable API refuses every assignment, method name or not: test_async.py covers it.
+@pytest.mark.parametrize("integration", ["direct", "tornado", "flask"], indirect=True)
 @pytest.mark.parametrize("name", ["load", "get", "incr", "session_id"])
-def test_assigning_a_method_name_as_an_attribute_says_to_use_item_access(make_session, integration, name):
-    """``s.load = 1`` raises AttributeError pointing at ``s["load"] = 1``, and writes nothing; an
-    async session refuses every assignment with a SessionTypeError pointing at ``await s.set()``."""
+def test_assigning_a_method_name_as_an_attribute_says_to_use_item_access(make_session, name):
+    """``s.load = 1`` raises AttributeError pointing at ``s["load"] = 1``, and writes nothing."""
     session = make_session()
     session.other = 1
-    if integration == "tornado-async":
-        expected, hint = SessionTypeError, f"await self.session.set({name!r}, value)"
-    else:
-        expected, hint = AttributeError, f"session[{name!r}]"
-    with pytest.raises(expected, match=re.escape(hint)):
+    with pytest.raises(AttributeError, match=re.escape(f"session[{name!r}]")):
         setattr(session, name, 1)
     assert name not in session
 
 
 def test_a_subclass_method_name_is_not_writable_as_an_attribute(make_settings, registry):
-    """A method added by a Session subclass is protected like the built-in ones: ``s.greeting = 1``
-    raises AttributeError, while other names still write fields."""
+    """A Session subclass's own method is protected like the built-ins: ``s.greeting = 1`` raises AttributeError, other names write."""
     from redis_session.session import Session
 
     class GreetingSession(Session):
@@ -471,25 +473,31 @@ def test_a_subclass_method_name_is_not_writable_as_an_attribute(make_settings, r
     assert "greeting" not in session
 
 
-def test_reserved_names_are_refused(make_session, redis_client, key_of):
-    """Field names starting with ``__rs:`` raise ValueError for reads and writes; the library's fields are untouched."""
+@pytest.mark.parametrize("name", ["__rs:created", "__rs:user", "__rs:flash:000000000001", "__rs:flashseq"])
+def test_reserved_names_are_refused(make_session, redis_client, key_of, name):
+    """Reading, writing, deleting or incrementing a ``__rs:`` field raises ValueError and changes nothing, bound to a user or not."""
     session = make_session()
     session.name = "alice"
-    created = redis_client.hget(key_of(session.session_id), CREATED)
 
-    with pytest.raises(ValueError, match="reserved"):
-        session["__rs:created"] = 1
-    with pytest.raises(ValueError, match="reserved"):
-        session.update({"__rs:user": "mallory"})
-    with pytest.raises(ValueError, match="reserved"):
-        session.get("__rs:created")
-    with pytest.raises(ValueError, match="reserved"):
-        session.incr("__rs:flashseq")
-    with pytest.raises(ValueError, match="reserved"):
-        session.delete("__rs:created")
+    for bound in (False, True):
+        if bound:
+            session.bind_user("alice")
+            session.flash("Welcome")
+        before = redis_client.hgetall(key_of(session.session_id))
+        for attempt in (
+            lambda: session.set(name, "forged"),
+            lambda: session.__setitem__(name, "forged"),
+            lambda: session.update({name: "forged"}),
+            lambda: session.update({"ok": 1, name: "forged"}),
+            lambda: session.delete(name),
+            lambda: session.incr(name),
+            lambda: session.get(name),
+        ):
+            with pytest.raises(ValueError, match="reserved"):
+                attempt()
+        assert redis_client.hgetall(key_of(session.session_id)) == before
 
-    assert redis_client.hget(key_of(session.session_id), CREATED) == created
-    assert redis_client.hexists(key_of(session.session_id), "__rs:user") == 0
+    assert session.user_id == "alice"
 
 
 def test_names_must_be_str(make_session):
@@ -515,7 +523,7 @@ def test_names_must_be_str(make_session):
 
 
 def test_a_new_session_that_only_reads_creates_nothing(make_session, redis_client, prefix):
-    """Reads on a session with no id give fallbacks, create no key and send no cookie."""
+    """Reads (flashes() too) on a session with no id give fallbacks, create no key and send no cookie."""
     cookie = RecordingCookie()
     session = make_session(cookie=cookie)
 
@@ -527,6 +535,7 @@ def test_a_new_session_that_only_reads_creates_nothing(make_session, redis_clien
     assert list(session) == []
     assert session.load() == {}
     assert session.get_many("a", "b") == [Value(None), Value(None)]
+    assert session.flashes() == []
 
     assert session.session_id is None
     assert all_keys(redis_client, prefix) == []
@@ -591,7 +600,7 @@ def test_deleting_or_clearing_a_new_session_creates_nothing(make_session, redis_
 
 
 def test_an_unknown_id_is_never_revived(make_session, redis_client, key_of):
-    """A session id Redis does not know reads as empty, and the next write goes to a new id."""
+    """A (validly signed) session id Redis does not know reads as empty; the next write goes to a new id, which later requests use."""
     presented = unknown_id()
     cookie = RecordingCookie()
     session = make_session(presented, cookie=cookie)
@@ -600,11 +609,15 @@ def test_an_unknown_id_is_never_revived(make_session, redis_client, key_of):
     assert session.load() == {}
     session.count = 1
 
-    assert session.session_id not in (None, presented)
+    new_id = session.session_id
+    assert new_id not in (None, presented)
     assert redis_client.exists(key_of(presented)) == 0
-    assert redis_client.hget(key_of(session.session_id), "count") == b"1"
-    assert cookie.events[-1] == ("issue", session.session_id)
+    assert redis_client.hget(key_of(new_id), "count") == b"1"
+    assert cookie.events[-1] == ("issue", new_id)
     assert ("issue", presented) not in cookie.events
+    assert session.incr("count") == 2
+    assert session.session_id == new_id
+    assert redis_client.exists(key_of(presented)) == 0
 
 
 @pytest.mark.parametrize("first_write", ["set", "update", "incr", "flash"])
@@ -666,9 +679,8 @@ def test_a_session_deleted_by_someone_else_is_not_revived_by_a_write(make_sessio
 # -- expiry ----------------------------------------------------------------------------------
 
 
-def test_every_read_and_write_restarts_the_idle_timeout(make_session, redis_client, key_of):
-    """A request whose only session call is a write, a read, a read of a missing field, load(), len(),
-    ``in``, incr() or delete() puts the TTL back to ``expire``."""
+def test_every_access_restarts_the_idle_timeout_and_an_idle_session_expires(make_session, redis_client, key_of):
+    """Any one session call in a request puts the TTL back to ``expire``; a session left alone for longer is gone."""
     session = make_session(expire=100)
     session.count = 1
     key = key_of(session.session_id)
@@ -689,6 +701,19 @@ def test_every_read_and_write_restarts_the_idle_timeout(make_session, redis_clie
         redis_client.expire(key, 10)
         action(make_session(session.session_id, expire=100))
         assert 95 < redis_client.ttl(key) <= 100, label
+
+    cookie = RecordingCookie()
+    idle = make_session(cookie=cookie, expire=1)
+    idle.n = 1
+    idle_key = key_of(idle.session_id)
+    assert 0 < redis_client.pttl(idle_key) <= 1000
+    redis_client.pexpire(idle_key, 200)  # as if 0.8 s had passed without a request
+    assert make_session(idle.session_id, expire=1).n.int == 1  # the next request reads
+    assert redis_client.pttl(idle_key) > 500
+    time.sleep(1.2)
+    assert redis_client.exists(idle_key) == 0
+    assert idle.n.none
+    assert cookie.events[-1] == ("expire",)
 
 
 def test_a_request_that_outlasts_a_second_refreshes_the_ttl_again(make_session, redis_client, key_of):
@@ -717,56 +742,60 @@ def test_a_key_without_ttl_gets_one_back_on_the_next_read(make_session, redis_cl
     assert 95 < redis_client.ttl(key) <= 100
 
 
-def test_max_lifetime_caps_the_ttl(make_session, redis_client, key_of):
-    """With max_lifetime shorter than expire, the key never lives longer than max_lifetime."""
-    session = make_session(expire=100, max_lifetime=50)
+def set_age(client: Any, key: str, seconds: int) -> None:
+    """Pretend the session was created ``seconds`` ago (fake time instead of sleeping)."""
+    client.hset(key, CREATED, int(time.time()) - seconds)
+
+
+def test_max_lifetime_caps_the_ttl_and_ends_even_an_active_session(make_session, redis_client, key_of):
+    """The TTL never outlasts what is left of max_lifetime, however active the session; past it the session is gone."""
+    cookie = RecordingCookie()
+    session = make_session(cookie=cookie, expire=100, max_lifetime=50)
     session.count = 1
-    key = key_of(session.session_id)
-    assert 0 < redis_client.ttl(key) <= 50
-
-    assert session.count.int == 1
-    assert session.incr("count") == 2
-    assert 0 < redis_client.ttl(key) <= 50
-
-
-def test_a_session_past_its_max_lifetime_is_gone(make_session, redis_client, key_of):
-    """A session created longer than max_lifetime ago reads as empty, its key is deleted and a write gets a new id."""
-    session = make_session(expire=100, max_lifetime=50)
-    session.count = 7
     old_id = session.session_id
-    redis_client.hset(key_of(old_id), CREATED, int(time.time()) - 1000)
+    key = key_of(old_id)
+    assert 0 < redis_client.ttl(key) <= 50
+    assert session.count.int == 1
+    assert 0 < redis_client.ttl(key) <= 50
 
-    assert session.count.int == 0
-    assert redis_client.exists(key_of(old_id)) == 0
+    for age in (10, 20, 30):  # fake time: the session is used again and again
+        set_age(redis_client, key, age)
+        assert session.incr("count") == age // 10 + 1
+        # the TTL is the time left before the deadline, not the 100 s idle timeout
+        assert 0 < redis_client.ttl(key) <= 50 - age
+    set_age(redis_client, key, 40)
+    assert session.count.int == 4  # a read caps it too
+    assert 0 < redis_client.ttl(key) <= 10
 
+    set_age(redis_client, key, 50)  # the deadline has come, however active the session was
+    assert session.count.none
+    assert redis_client.exists(key) == 0
+    assert cookie.events[-1] == ("expire",)
     session.count = 1
     assert session.session_id not in (None, old_id)
-    assert redis_client.exists(key_of(old_id)) == 0
+    assert redis_client.exists(key) == 0
     assert session.count.int == 1
 
-
-def test_the_remaining_lifetime_caps_the_ttl(make_session, redis_client, key_of):
-    """A session 40s into a 50s lifetime gets a TTL of at most 10s, however long ``expire`` is."""
-    session = make_session(expire=100, max_lifetime=50)
-    session.count = 1
-    key = key_of(session.session_id)
-    redis_client.hset(key, CREATED, int(time.time()) - 40)
-
-    assert session.count.int == 1
-
-    assert 0 < redis_client.ttl(key) <= 10
+    forgotten = make_session(expire=100, max_lifetime=50)
+    forgotten.count = 7
+    forgotten_key = key_of(forgotten.session_id)
+    set_age(redis_client, forgotten_key, 1000)  # long past the deadline
+    assert forgotten.count.int == 0
+    assert redis_client.exists(forgotten_key) == 0
 
 
 # -- limits ----------------------------------------------------------------------------------
 
 
 def test_a_value_over_max_value_bytes_is_refused(make_session, redis_client, key_of, prefix):
-    """With max_value_bytes=10, an 11-byte value raises SessionLimitError and nothing is written."""
-    fresh = make_session(max_value_bytes=10)
+    """With max_value_bytes=10, an 11-byte value raises SessionLimitError: no field, no session and no cookie appear."""
+    cookie = RecordingCookie()
+    fresh = make_session(cookie=cookie, max_value_bytes=10)
     with pytest.raises(SessionLimitError, match="'big'"):
         fresh.big = "x" * 11
     assert fresh.session_id is None
     assert all_keys(redis_client, prefix) == []
+    assert cookie.events == []
 
     session = make_session(max_value_bytes=10)
     session.small = "x" * 10
@@ -784,9 +813,7 @@ def test_a_value_over_max_value_bytes_is_refused(make_session, redis_client, key
 
 
 def test_a_flash_message_and_category_over_max_value_bytes_are_refused(make_session, redis_client, key_of, prefix):
-    """A flash is stored as category, NUL, message: with max_value_bytes=20 a 20-byte message
-    under the 7-byte 'message' category, or a 30-byte category, raises SessionLimitError and
-    queues nothing; 12 bytes of message fit."""
+    """With max_value_bytes=20, a flash over 20 bytes as category, NUL, message raises SessionLimitError; 12 bytes under 'message' fit."""
     fresh = make_session(max_value_bytes=20)
     with pytest.raises(SessionLimitError, match="session-max-value-bytes"):
         fresh.flash("x" * 20)
@@ -874,10 +901,11 @@ def test_too_many_fields_in_one_write_on_a_new_session_creates_nothing(make_sess
 
 
 def test_a_key_that_is_not_a_hash_is_replaced_by_a_new_session(make_session, redis_client, key_of, caplog):
-    """A session key holding a string reads as empty, the next write gets a new id, and a warning without the id is logged."""
+    """A session key holding a string reads as empty and expires the cookie; a write gets a new id; the warning logged hides the id."""
     presented = unknown_id()
     redis_client.set(key_of(presented), "x")
-    session = make_session(presented)
+    cookie = RecordingCookie()
+    session = make_session(presented, cookie=cookie)
 
     with caplog.at_level(logging.WARNING, logger="redis_session"):
         assert session.count.int == 0
@@ -886,8 +914,9 @@ def test_a_key_that_is_not_a_hash_is_replaced_by_a_new_session(make_session, red
 
     assert session.session_id not in (None, presented)
     assert redis_client.hget(key_of(session.session_id), "count") == b"1"
+    assert cookie.events == [("expire",), ("issue", session.session_id)]
     warnings = [record for record in caplog.records if record.name == "redis_session" and record.levelno >= logging.WARNING]
-    assert warnings
+    assert any("not a hash" in record.getMessage() for record in warnings)
     assert all(presented not in record.getMessage() for record in caplog.records)
 
 
@@ -938,19 +967,26 @@ def test_a_session_written_by_0_2_1_is_read_and_kept(make_session, redis_client,
     assert ("expire",) not in cookie.events
 
 
-def test_a_0_2_1_session_starts_its_lifetime_on_first_use(make_session, redis_client, key_of):
-    """With max_lifetime set, a 0.2.1 session (no creation time) is kept, its lifetime counted from now."""
+def test_a_session_without_creation_time_gets_one_and_its_deadline_starts_then(make_session, redis_client, key_of):
+    """With max_lifetime, a session lacking __rs:created (0.2.1 wrote none, or it was lost) keeps id and data; its deadline starts now."""
     old_id = secrets.token_hex(16)
-    key = key_of(old_id)
-    redis_client.hset(key, mapping={"count": b"3"})
-    redis_client.expire(key, 500)
+    old_key = key_of(old_id)
+    redis_client.hset(old_key, mapping={"count": b"3"})
+    redis_client.expire(old_key, 500)
+    damaged = make_session(expire=100, max_lifetime=50)
+    damaged.n = 1
+    damaged_id = damaged.session_id
+    redis_client.hdel(key_of(damaged_id), CREATED)
+    redis_client.persist(key_of(damaged_id))  # no TTL left either
     session = make_session(old_id, expire=100, max_lifetime=50)
 
     assert session.count.int == 3
+    assert damaged.n.int == 1
 
-    assert session.session_id == old_id
-    assert 0 < redis_client.ttl(key) <= 50
-    assert redis_client.hexists(key, CREATED) == 1
+    assert (session.session_id, damaged.session_id) == (old_id, damaged_id)
+    for key in (old_key, key_of(damaged_id)):
+        assert abs(int(redis_client.hget(key, CREATED)) - time.time()) < 5
+        assert 45 <= redis_client.ttl(key) <= 50
 
 
 # -- round trips -----------------------------------------------------------------------------
