@@ -248,6 +248,18 @@ class RedisCluster:
         return [self.server_at(entry.port) for entry in serving]
 
     def replica_of(self, master: RedisServer) -> RedisServer | None:
+        """The replica ``master`` itself counts as attached (its ``INFO replication``), or the one
+        the node table names. The master's word comes first: gossip can take a moment to tell
+        the node that answers CLUSTER NODES about a replica the master already serves."""
+        client = master.client()
+        try:
+            replica = client.info("replication").get("slave0")
+        finally:
+            client.close()
+        if replica is not None:
+            if not isinstance(replica, dict):
+                replica = dict(item.partition("=")[::2] for item in text_of(replica).split(","))
+            return self.server_at(int(replica["port"]))
         table = self.node_table()
         master_id = next(entry.id for entry in table if entry.port == master.port)
         for entry in table:
