@@ -87,7 +87,7 @@ class SessionsHandler(BaseHandler):
     def get(self) -> None:
         rows = []
         for info in self.session_admin.sessions_for_user(self.current_user):
-            this = info.session_id == self.session.session_id
+            this = info.handle == self.session.handle
             action = "this session" if this else (
                 f"<form method=post action=/sessions/revoke>{self.xsrf_form_html()}"
                 f"<input type=hidden name=handle value={info.handle}><button>End</button></form>")
@@ -111,7 +111,7 @@ class RevokeHandler(BaseHandler):
 class RevokeOthersHandler(BaseHandler):
     @tornado.web.authenticated
     def post(self) -> None:
-        ended = self.session_admin.revoke_user(self.current_user, keep=self.session.session_id)
+        ended = self.session_admin.revoke_user(self.current_user, keep=self.session.handle)
         self.flash(f"Signed out of {ended} other session(s).")
         self.redirect("/sessions")
 

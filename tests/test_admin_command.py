@@ -23,10 +23,9 @@ import pytest
 import redis_session.__main__ as command_module
 import redis_session.inventory as inventory_module
 from redis_session.__main__ import run
-from redis_session.admin import session_handle
 from redis_session.command_line import split_arguments
 from redis_session.inventory import Inventory, nearest_rank
-from redis_session.protocol import session_key, user_index_key
+from redis_session.protocol import session_handle, session_key, user_index_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from redis_session.store import Store
@@ -272,7 +271,7 @@ def test_delete_ends_one_session_and_its_index_entry(sessions: Sessions) -> None
     assert result.code == 0 and result.json() == {"deleted": session_handle(doomed)}
     client = sessions.store.client
     assert client.exists(sessions.key(doomed)) == 0 and client.exists(sessions.key(kept)) == 1
-    assert [member.decode() for member in client.zrange(user_index_key(sessions.prefix, user), 0, -1)] == [kept]
+    assert [member.decode() for member in client.zrange(user_index_key(sessions.prefix, user), 0, -1)] == [session_handle(kept)]
     assert_one_line_failure(sessions.run("delete", session_handle(doomed)), 1, "no session")
 
 

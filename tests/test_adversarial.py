@@ -27,6 +27,7 @@ from flask import Flask, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from redis_session.flask_session import setup_session
+from redis_session.protocol import session_key
 from redis_session.settings import SessionSettings
 from redis_session.tornado_session import AsyncSessionHandler, SessionHandler
 from tests.conftest import COOKIE_SECRET, app_settings
@@ -162,7 +163,7 @@ def expires_the_cookie(response: Response) -> bool:
 
 
 def key(prefix: str, session_id: str) -> str:
-    return f"{prefix}:sessions:{session_id}"
+    return session_key(prefix, session_id)
 
 
 def session_keys(client: Any, prefix: str) -> list[bytes]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from redis_session.protocol import session_key
 from redis_session.tornado_session import AsyncSessionHandler, SessionHandler
 from tests.conftest import RecordingCookie, app_settings
 from tests.redis_servers import RedisServer, free_port
@@ -244,7 +245,7 @@ def test_concurrent_writes_through_one_async_session_make_one_session(redis_serv
     session_id, fields = asyncio.run(scenario())
     assert {name: value.int for name, value in fields.items()} == {f"f{index}": index for index in range(20)}
     assert cookie.events == [("issue", session_id)]
-    assert sorted(redis_server.client().scan_iter(match=f"{prefix}:sessions:*")) == [f"{prefix}:sessions:{session_id}".encode()]
+    assert sorted(redis_server.client().scan_iter(match=f"{prefix}:sessions:*")) == [session_key(prefix, session_id).encode()]
 
 
 def redis_internal_failure():

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 import redis
 
-from redis_session.admin import session_handle
 from redis_session.aio import AsyncSession, AsyncStore
 from redis_session.backend import SessionBackend
 from redis_session.errors import SessionUnavailableError
 from redis_session.inventory import Inventory
-from redis_session.protocol import session_key
+from redis_session.protocol import session_handle, session_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from redis_session.store import Store

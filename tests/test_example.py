@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import tornado.web
 
+from redis_session.protocol import session_key
 from tests.redis_servers import RedisServer, free_port
 from tests.web import Browser, Response
 
@@ -106,7 +107,7 @@ def test_the_counter_example_keeps_sessions_in_redis(run_example, redis_server: 
     assert counts(example.browser().get("/")) == ["0", "1"]
     client = redis_server.client()
     try:
-        key = f"{prefix}:sessions:{session_id_of(alice)}"
+        key = session_key(prefix, session_id_of(alice))
         assert client.exists(key) == 1
         assert client.hget(key, "count") == b"2"
     finally:

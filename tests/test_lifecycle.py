@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from redis_session import SessionAdmin
-from redis_session.admin import session_handle
+from redis_session.protocol import session_handle, session_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from tests.conftest import RecordingCookie
@@ -46,7 +46,7 @@ def redis_client(make_settings: Callable[..., SessionSettings], registry: TestSt
 @pytest.fixture
 def keys_of(prefix: str) -> Callable[[str], str]:
     """``keys_of(session_id)``: the Redis key of a session under the test's prefix."""
-    return lambda session_id: f"{prefix}:sessions:{session_id}"
+    return lambda session_id: session_key(prefix, session_id)
 
 
 def set_age(client: Any, key: str, seconds: int) -> None:
@@ -268,7 +268,7 @@ def test_bind_user_regenerates_and_records_the_user(make_session, redis_client, 
     assert make_session(session.session_id).user_id == "alice"
     index = f"{prefix}:users:alice"
     assert redis_client.exists(index) == 1
-    assert redis_client.zrange(index, 0, -1) == [session.session_id.encode()]
+    assert redis_client.zrange(index, 0, -1) == [session.handle.encode()]  # the index never names an id
 
 
 def test_bind_user_on_a_first_visit_creates_the_session(make_session, redis_client, keys_of):
@@ -305,7 +305,7 @@ def test_sessions_for_user_lists_live_sessions(make_session, make_settings, regi
         assert started - 2 <= info.created <= time.time() + 1
         assert started - 2 <= info.last_seen <= time.time() + 1
         assert info.expires > time.time()
-        assert info.session_id not in repr(info)
+        assert laptop.session_id not in repr(info) and phone.session_id not in repr(info)
     assert admin.sessions_for_user("nobody") == []
 
 
@@ -322,7 +322,7 @@ def test_sessions_for_user_drops_ended_sessions_from_the_index(make_session, mak
     assert redis_client.zcard(index) == 3  # cleaned lazily: nothing watched the key go
 
     assert [info.handle for info in admin.sessions_for_user("alice")] == [session_handle(kept.session_id)]
-    assert redis_client.zrange(index, 0, -1) == [kept.session_id.encode()]
+    assert redis_client.zrange(index, 0, -1) == [kept.handle.encode()]
 
 
 def test_revoke_ends_one_session_by_its_handle(make_session, make_settings, registry):
@@ -437,7 +437,7 @@ def test_revoke_user_racing_a_sign_in_never_leaves_a_session_it_missed(
     else:
         assert session.user_id == "alice"
         assert bound_keys(redis_client, prefix, "alice") == [keys_of(session.session_id).encode()]
-        assert [info.session_id for info in admin.sessions_for_user("alice")] == [session.session_id]
+        assert [info.handle for info in admin.sessions_for_user("alice")] == [session.handle]
 
 
 def test_max_per_user_counts_only_sessions_that_still_exist(make_session, make_settings, registry, redis_client, keys_of):
@@ -449,7 +449,7 @@ def test_max_per_user_counts_only_sessions_that_still_exist(make_session, make_s
 
     assert first.user_id == "alice" and first.visits.int == 1
     admin = SessionAdmin(make_settings(), registry.store_for(make_settings()))
-    assert {info.session_id for info in admin.sessions_for_user("alice")} == {first.session_id, third.session_id}
+    assert {info.handle for info in admin.sessions_for_user("alice")} == {first.handle, third.handle}
 
 
 def test_a_users_index_expires_once_no_session_it_lists_can_be_used(make_session, redis_client, prefix):
@@ -469,7 +469,7 @@ def test_a_damaged_user_index_is_replaced(make_session, make_settings, registry,
 
     session = signed_in(make_session, "alice")
 
-    assert [info.session_id for info in admin.sessions_for_user("alice")] == [session.session_id]
+    assert [info.handle for info in admin.sessions_for_user("alice")] == [session.handle]
 
 
 def test_a_bound_user_id_that_is_not_utf8_reads_as_none_and_logout_still_works(make_session, redis_client, keys_of):

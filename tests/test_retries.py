@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from redis_session.errors import SessionUnavailableError
+from redis_session.protocol import session_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from tests.conftest import RecordingCookie
@@ -43,7 +44,7 @@ def session(proxy: ReplyDroppingProxy, registry: TestStores, prefix: str) -> Ses
 
 
 def stored(redis_server: RedisServer, session: Session, name: str) -> bytes:
-    return redis_server.client().hget(f"{session._core.settings.prefix}:sessions:{session.session_id}", name)
+    return redis_server.client().hget(session_key(session._core.settings.prefix, session.session_id), name)
 
 
 def test_an_incr_whose_reply_is_lost_is_not_sent_again(session, proxy, redis_server):

@@ -14,6 +14,7 @@ import pytest
 import redis.connection
 
 from redis_session import SessionAdmin
+from redis_session.protocol import session_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from redis_session.tornado_session import SessionHandler, backend_for
@@ -69,7 +70,7 @@ def test_the_readme_counter_costs_two_round_trips_and_restarts_the_idle_timer(ne
     request restarts the idle timer, read or write alike."""
     session = new_session()
     session.count = 1
-    key = f"{prefix}:sessions:{session.session_id}"
+    key = session_key(prefix, session.session_id)
     client = redis_server.client()
 
     client.expire(key, 5)
@@ -98,7 +99,7 @@ def test_calls_right_after_a_ttl_refresh_do_not_repeat_it(new_session, redis_ser
     calls = {name[len("cmdstat_"):]: stats["calls"] for name, stats in client.info("commandstats").items()}
     assert calls.get("expire") == 1  # the first read's; the later reads and the write's script skip it
     assert calls.get("hmget") == 3
-    assert client.ttl(f"{prefix}:sessions:{session.session_id}") > 590
+    assert client.ttl(session_key(prefix, session.session_id)) > 590
     client.close()
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import redis
 
-from redis_session.admin import SessionAdmin, session_handle
+from redis_session.admin import SessionAdmin
 from redis_session.aio import AsyncSession, AsyncStore
 from redis_session.errors import SessionUnavailableError
-from redis_session.protocol import session_key
+from redis_session.protocol import session_handle, session_key
 from redis_session.session import Session
 from redis_session.store import MASTER_CHECK_SECONDS, Store
 from tests import redis_topologies

@@ -22,6 +22,7 @@ import pytest
 
 from redis_session import Value
 from redis_session.errors import RedisSessionError, SessionLimitError, SessionValueError
+from redis_session.protocol import session_key
 from redis_session.settings import SessionSettings
 from tests.conftest import RecordingCookie
 from tests.support import TestStores
@@ -45,7 +46,7 @@ def redis_client(make_settings: Callable[..., SessionSettings], registry: TestSt
 @pytest.fixture
 def key_of(prefix: str) -> Callable[[str], str]:
     """``key_of(session_id)``: the Redis key of a session under the test's prefix."""
-    return lambda session_id: f"{prefix}:sessions:{session_id}"
+    return lambda session_id: session_key(prefix, session_id)
 
 
 def all_keys(client: Any, prefix: str) -> list[bytes]:
@@ -712,8 +713,10 @@ def test_every_access_restarts_the_idle_timeout_and_an_idle_session_expires(make
     assert redis_client.pttl(idle_key) > 500
     time.sleep(1.2)
     assert redis_client.exists(idle_key) == 0
+    before = list(cookie.events)
     assert idle.n.none
-    assert cookie.events[-1] == ("expire",)
+    # the stale cookie is left alone (it names nothing; a concurrent login may have just replaced it)
+    assert cookie.events == before
 
 
 def test_a_request_that_outlasts_a_second_refreshes_the_ttl_again(make_session, redis_client, key_of):
@@ -770,9 +773,10 @@ def test_max_lifetime_caps_the_ttl_and_ends_even_an_active_session(make_session,
     set_age(redis_client, key, 50)  # the deadline has come, however active the session was
     assert session.count.none
     assert redis_client.exists(key) == 0
-    assert cookie.events[-1] == ("expire",)
+    assert ("expire",) not in cookie.events  # the stale cookie names nothing: the next write replaces it
     session.count = 1
     assert session.session_id not in (None, old_id)
+    assert cookie.events[-1] == ("issue", session.session_id)
     assert redis_client.exists(key) == 0
     assert session.count.int == 1
 
@@ -946,14 +950,17 @@ def test_bytes_that_are_not_utf8_read_as_empty_text_but_keep_their_raw_bytes(mak
     assert session.load()["latin"].raw == b"caf\xe9"
 
 
-def test_a_session_written_by_0_2_1_is_read_and_kept(make_session, redis_client, key_of):
-    """A plain hash from redis-session 0.2.1 (no ``__rs:created``) reads normally and stays writable under its id."""
+@pytest.mark.parametrize("hash_ids", [True, False])
+def test_a_session_written_by_0_2_1_is_read_and_kept(make_session, redis_client, key_of, hash_ids):
+    """A plain hash from redis-session 0.2.1 (no ``__rs:created``) reads normally; on its first use it
+    moves to a new id stored under a digest (every field with it, the old id dead, the new cookie
+    sent), or with hash_ids off stays writable under its id."""
     old_id = secrets.token_hex(16)
     key = key_of(old_id)
     redis_client.hset(key, mapping={"count": b"3", "vip": b"True", "name": b"alice"})
     redis_client.expire(key, 500)
     cookie = RecordingCookie()
-    session = make_session(old_id, cookie=cookie, expire=100)
+    session = make_session(old_id, cookie=cookie, expire=100, hash_ids=hash_ids)
 
     assert session.count.int == 3
     assert session.vip.bool is True
@@ -961,14 +968,22 @@ def test_a_session_written_by_0_2_1_is_read_and_kept(make_session, redis_client,
 
     session.count = 4
     assert session.incr("count") == 5
-    assert session.session_id == old_id
-    assert redis_client.hget(key, "count") == b"5"
-    assert 95 < redis_client.ttl(key) <= 100
     assert ("expire",) not in cookie.events
+    if hash_ids:
+        assert session.session_id != old_id and cookie.events == [("issue", session.session_id)]
+        assert redis_client.exists(key) == 0
+        assert make_session(old_id).count.none  # the old id, which sat in Redis in the clear, is dead
+        key = key_of(session.session_id)
+        assert old_id not in key and session.session_id not in key
+    else:
+        assert session.session_id == old_id and cookie.events == []
+    assert redis_client.hget(key, "count") == b"5"
+    assert redis_client.hget(key, "name") == b"alice"
+    assert 95 < redis_client.ttl(key) <= 100
 
 
 def test_a_session_without_creation_time_gets_one_and_its_deadline_starts_then(make_session, redis_client, key_of):
-    """With max_lifetime, a session lacking __rs:created (0.2.1 wrote none, or it was lost) keeps id and data; its deadline starts now."""
+    """With max_lifetime, a session lacking __rs:created (0.2.1 wrote none, or it was lost) keeps its data; its deadline starts now."""
     old_id = secrets.token_hex(16)
     old_key = key_of(old_id)
     redis_client.hset(old_key, mapping={"count": b"3"})
@@ -983,8 +998,8 @@ def test_a_session_without_creation_time_gets_one_and_its_deadline_starts_then(m
     assert session.count.int == 3
     assert damaged.n.int == 1
 
-    assert (session.session_id, damaged.session_id) == (old_id, damaged_id)
-    for key in (old_key, key_of(damaged_id)):
+    assert damaged.session_id == damaged_id and redis_client.exists(old_key) == 0  # the old one moved (hashed keying)
+    for key in (key_of(session.session_id), key_of(damaged_id)):
         assert abs(int(redis_client.hget(key, CREATED)) - time.time()) < 5
         assert 45 <= redis_client.ttl(key) <= 50
 

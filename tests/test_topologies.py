@@ -13,7 +13,7 @@ import pytest
 
 from redis_session.admin import SessionAdmin
 from redis_session.aio import AsyncSession, AsyncStore
-from redis_session.protocol import session_key, user_index_key
+from redis_session.protocol import session_handle, session_key, user_index_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from redis_session.store import Store
@@ -127,12 +127,12 @@ def check_basics(store: Store, settings: SessionSettings, cluster: RedisCluster 
         assert slots - {index_slot}, "every session key landed in the index's slot: no cross-slot case tested"
     admin = SessionAdmin(settings, store)
     listed = admin.sessions_for_user(user)
-    assert sorted(info.session_id for info in listed) == sorted(own.session_id for own in sessions)
+    assert sorted(info.handle for info in listed) == sorted(own.handle for own in sessions)
     assert all(info.created and info.expires > time.time() for info in listed)
-    last_handle = next(info.handle for info in listed if info.session_id == sessions[-1].session_id)
+    last_handle = sessions[-1].handle
     assert admin.revoke(user, last_handle) == 1
     assert admin.revoke_user(user, keep=sessions[0].session_id) == len(sessions) - 2
-    assert [info.session_id for info in admin.sessions_for_user(user)] == [sessions[0].session_id]
+    assert [info.handle for info in admin.sessions_for_user(user)] == [sessions[0].handle]
     assert sessions[1].number.none and sessions[0].number.int == 0
 
     # destroy drops the key and the index entry; a later write starts a new session
@@ -224,7 +224,7 @@ def test_session_basics_async(topology: Any) -> None:
     try:
         admin = SessionAdmin(settings, store)
         listed = admin.sessions_for_user(outcome["user"])
-        assert sorted(info.session_id for info in listed) == sorted(outcome["bound"])
+        assert sorted(info.handle for info in listed) == sorted(session_handle(session_id) for session_id in outcome["bound"])
         assert admin.revoke_user(outcome["user"]) == len(outcome["bound"])
         assert admin.sessions_for_user(outcome["user"]) == []
     finally:

@@ -23,6 +23,7 @@ import tornado.websocket
 from tornado.options import options
 
 from redis_session.errors import ConfigurationError, RedisSessionError
+from redis_session.protocol import session_key
 from redis_session.tornado_session import AsyncSessionHandler, SessionHandler, SessionMixin, resolve_settings
 from tests.conftest import COOKIE_SECRET, app_settings
 from tests.redis_servers import RedisServer, free_port
@@ -105,10 +106,6 @@ def session_id_of(browser: Browser, name: str = "session-id", secret: Any = COOK
 def sign(value: Any, name: str = "session-id", secret: Any = COOKIE_SECRET, **options: Any) -> str:
     """A cookie value signed the way Tornado signs it (what an attacker cannot do without the secret)."""
     return tornado.web.create_signed_value(secret, name, value, **options).decode("ascii")
-
-
-def session_key(prefix: str, session_id: str) -> str:
-    return f"{prefix}:sessions:{session_id}"
 
 
 def client_for(store_url: str) -> Any:
@@ -305,17 +302,17 @@ def test_session_responses_vary_on_cookie_and_cookie_setting_ones_are_private(se
     regenerating = browser.get("/login")
     logging_out = browser.get("/logout")
     stale_holder = server.browser()
-    stale_holder.cookies = before_login  # an id that regenerate() ended: the page drops the cookie
+    stale_holder.cookies = before_login  # an id that regenerate() ended: the cookie is left alone
     stale = stale_holder.get("/read")
 
     assert session_cookies(creating) and session_cookies(regenerating)
-    for expiring in (logging_out, stale):
-        (header,) = session_cookies(expiring)
-        assert parse_set_cookie(header)[1].get("max-age") == "0"
+    (header,) = session_cookies(logging_out)
+    assert parse_set_cookie(header)[1].get("max-age") == "0"
+    assert session_cookies(stale) == []  # it may be racing the login that replaced it (issue: no silent logouts)
     for response in (read_without_cookie, creating, writing, reading, regenerating, logging_out, stale):
         assert response.status == 200
         assert "Cookie" in (response.header("Vary") or ""), response.header_list
-    for response in (creating, regenerating, logging_out, stale):
+    for response in (creating, regenerating, logging_out):
         cache_control = response.header("Cache-Control") or ""
         assert "private" in cache_control and "no-store" in cache_control, response.header_list
 

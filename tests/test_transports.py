@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from redis_session.protocol import session_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from redis_session.tornado_session import AsyncSessionHandler
@@ -129,7 +130,7 @@ def test_sessions_work_over_the_transport(transport_server, registry: TestStores
     assert session.incr("count") == 2
     client = transport_server.client()
     try:
-        key = f"{prefix}:sessions:{session.session_id}"
+        key = session_key(prefix, session.session_id)
         assert client.hget(key, "count") == b"2"
         assert 0 < client.ttl(key) <= settings.expire
     finally:

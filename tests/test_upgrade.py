@@ -79,22 +79,38 @@ def send_cookie(browser: Any, cookie: str) -> None:
     browser.cookies[name] = value
 
 
+def moved_to_a_hashed_key(seen: dict[str, Any], written: dict[str, Any], redis_server: Any, prefix: str) -> str:
+    """The session 0.2.1 wrote, as first used here: every field under a new id, stored under that
+    id's digest; the old id (which sat in Redis in the clear) names nothing any more."""
+    assert {"name": seen["name"], "count": seen["count"]} == {"name": "alice", "count": 42}
+    new_id: str = seen["id"]
+    assert new_id != written["session_id"]
+    client = redis_server.client()
+    assert client.exists(written["key"]) == 0
+    assert client.hget(session_key(prefix, new_id), "props") == b"{'a': 1}"
+    assert new_id not in session_key(prefix, new_id)
+    return new_id
+
+
 def test_a_signed_tornado_cookie_of_0_2_1_keeps_its_session(serve, legacy_0_2_1, redis_server, prefix):
     """Row "Tornado, --session-cookie-secure=true (0.2.1's default)": the signed cookie and the
-    session carry over with no setting at all."""
+    session carry over with no setting at all; the first request moves the session to a new id
+    (hashed keying) and sends its cookie, once."""
     written = written_by_0_2_1(legacy_0_2_1, "tornado", redis_server.url, prefix)
     browser = tornado_server(serve, redis_server.url, prefix).browser()
     send_cookie(browser, written["cookie"])
     response = browser.get("/")
-    assert json.loads(response.text) == {"name": "alice", "count": 42, "id": written["session_id"]}
-    assert response.set_cookies == []  # a fresh signature needs no renewal
+    new_id = moved_to_a_hashed_key(json.loads(response.text), written, redis_server, prefix)
+    assert len(response.set_cookies) == 1
+    again = browser.get("/")
+    assert json.loads(again.text)["id"] == new_id and again.set_cookies == []
 
 
 @pytest.mark.parametrize(("until", "carried_over"), [("", False), (TOMORROW, True), (YESTERDAY, False)])
 def test_an_unsigned_tornado_cookie_of_0_2_1_needs_the_upgrade_window(serve, legacy_0_2_1, redis_server, prefix, until, carried_over):
     """Row "Tornado, --session-cookie-secure=false": 0.2.1 sent the bare id. It is read only while
-    --session-legacy-cookies-until is today or later, and then sent back signed at once (the same
-    id), so the next request needs the window no more; otherwise the visitor starts anew and the
+    --session-legacy-cookies-until is today or later, and then moved to a new id whose cookie is
+    signed, so the next request needs the window no more; otherwise the visitor starts anew and the
     old session is left alone."""
     written = written_by_0_2_1(legacy_0_2_1, "tornado", redis_server.url, prefix, "--unsigned")
     browser = tornado_server(serve, redis_server.url, prefix, **{"legacy-cookies-until": until}).browser()
@@ -105,11 +121,11 @@ def test_an_unsigned_tornado_cookie_of_0_2_1_needs_the_upgrade_window(serve, leg
         assert seen == {"name": "", "count": 0, "id": None}
         assert redis_server.client().hget(written["key"], "name") == b"alice"
         return
-    assert seen == {"name": "alice", "count": 42, "id": written["session_id"]}
+    new_id = moved_to_a_hashed_key(seen, written, redis_server, prefix)
     (renewed,) = response.set_cookies
     signed = renewed.split(";", 1)[0].split("=", 1)[1].strip('"')
-    assert tornado.web.decode_signed_value(COOKIE_SECRET, "session-id", signed) == written["session_id"].encode()
-    assert json.loads(browser.get("/").text)["id"] == written["session_id"]
+    assert tornado.web.decode_signed_value(COOKIE_SECRET, "session-id", signed) == new_id.encode()
+    assert json.loads(browser.get("/").text)["id"] == new_id
 
 
 def test_an_unsigned_cookie_naming_no_session_is_not_signed(serve, redis_server, prefix):
@@ -150,9 +166,9 @@ def test_a_flask_cookie_of_0_2_1_needs_the_upgrade_window(legacy_0_2_1, redis_se
     if not carried_over:
         assert response.json == {"name": "", "count": 0, "id": None}
         return
-    assert response.json == {"name": "alice", "count": 42, "id": written["session_id"]}
-    assert response.headers.getlist("Set-Cookie")  # signed the new way
-    assert client.get("/").json["id"] == written["session_id"]
+    new_id = moved_to_a_hashed_key(response.json, written, redis_server, prefix)
+    assert len(response.headers.getlist("Set-Cookie")) == 1  # the new id, signed the new way
+    assert client.get("/").json["id"] == new_id
 
 
 def test_values_written_by_0_2_1_read_as_the_migration_table_says(legacy_0_2_1, redis_server, registry, prefix):
@@ -175,8 +191,9 @@ def test_a_0_2_1_session_without_expiry_gets_the_idle_timeout_on_first_use(legac
     client = redis_server.client()
     assert client.ttl(written["key"]) == -1
     settings = make_settings(redis_server.url, prefix)
-    Session(registry.store_for(settings), settings, written["session_id"], RecordingCookie()).name  # noqa: B018
-    assert 0 < client.ttl(written["key"]) <= 86400
+    session = Session(registry.store_for(settings), settings, written["session_id"], RecordingCookie())
+    assert session.name.str == "alice"
+    assert 0 < client.ttl(session_key(prefix, session.session_id or "")) <= 86400
 
 
 def test_touch_restarts_the_idle_timer_in_one_round_trip(redis_server, prefix):

@@ -23,7 +23,7 @@ from .core import SessionCore
 from .errors import SessionTypeError
 from .identity import fingerprint
 from .operation import CookieSink, Number, Operation, T, categories_of, drive_async, merge_updates
-from .protocol import PIPELINES, Call
+from .protocol import PIPELINES, Call, session_handle
 from .scripts import SCRIPTS, SHAS
 from .settings import SessionSettings
 from .store import CALL_ERRORS, NO_WAIT, STORE_ERRORS, StoreRules, WaitPolicy
@@ -98,16 +98,18 @@ class AsyncStore:
         if self.rules.waits_after(call):
             return await self._send_and_wait(call)
         sha = SHAS[call.script]
+        keys = (call.key, *call.more_keys)
         try:
-            return await self.client.evalsha(sha, 1, call.key, *call.args)
+            return await self.client.evalsha(sha, len(keys), *keys, *call.args)
         except redis.exceptions.NoScriptError:
             await self.client.script_load(SCRIPTS[call.script])
-            return await self.client.evalsha(sha, 1, call.key, *call.args)
+            return await self.client.evalsha(sha, len(keys), *keys, *call.args)
 
     async def _send_and_wait(self, call: Call) -> Any:
         """The script, then WAIT, in one round trip (see :meth:`Store._send_and_wait`)."""
         pipeline = self.client.pipeline(transaction=False)
-        pipeline.execute_command("EVAL", SCRIPTS[call.script], 1, call.key, *call.args)
+        keys = (call.key, *call.more_keys)
+        pipeline.execute_command("EVAL", SCRIPTS[call.script], len(keys), *keys, *call.args)
         pipeline.execute_command(*self.rules.wait.command(), **wait_target(self.client, call.key))
         reply, acknowledged = await pipeline.execute(raise_on_error=False)
         if isinstance(reply, Exception):
@@ -216,6 +218,12 @@ class AsyncSession:
     def session_id(self) -> str | None:
         """The current id, or ``None`` until the first write creates the session."""
         return self._core.session_id
+
+    @property
+    def handle(self) -> str | None:
+        """The session's public name (what ``sessions_for_user`` lists and ``revoke`` takes), or
+        ``None`` without a session: a one-way digest of the id, safe to show and post back."""
+        return session_handle(self._core.session_id) if self._core.session_id else None
 
     @property
     def known_to_exist(self) -> bool:

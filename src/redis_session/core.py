@@ -15,10 +15,23 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import user_index
-from .errors import RedisSessionError, SessionLimitError, SessionValueError
-from .identity import check_name, check_user_id, fingerprint, new_session_id
+from .errors import RedisSessionError, SessionLimitError, SessionStateError, SessionValueError
+from .identity import check_name, check_user_id, fingerprint, new_session_id, seal, unseal, user_digest
 from .operation import CookieSink, Number, Operation
-from .protocol import CREATED_FIELD, PLAIN_READ, RESERVED_PREFIX, USER_FIELD, Call, Opening, Status, session_key
+from .protocol import (
+    CREATED_FIELD,
+    HASHED_ID_LENGTH,
+    PLAIN_READ,
+    RESERVED_PREFIX,
+    USER_FIELD,
+    Call,
+    Opening,
+    Status,
+    moved_mark_key,
+    session_key,
+    storage_name,
+    stored_session_key,
+)
 from .settings import SessionSettings
 from .value import ABSENT, Value, encode, encode_amount, encode_flash
 
@@ -28,12 +41,15 @@ logger = logging.getLogger("redis_session")
 FRESH_SECONDS = 1.0
 #: How many freshly minted ids may all be taken before the random source is declared broken.
 MINT_ATTEMPTS = 3
+#: How long the mark ``regenerate()`` leaves where a session was lasts: a double-submitted
+#: login arrives within seconds.
+MOVED_MARK_SECONDS = 60
 
 
 class SessionCore:
     """The state of one request's session and the operations that act on it."""
 
-    __slots__ = ("settings", "cookie", "session_id", "_key", "_fresh_until", "asked")
+    __slots__ = ("settings", "cookie", "session_id", "_key", "_fresh_until", "asked", "_stored_by_id", "_superseded")
 
     def __init__(self, settings: SessionSettings, session_id: str | None, cookie: CookieSink) -> None:
         self.settings = settings
@@ -45,6 +61,12 @@ class SessionCore:
         #: True once a call about the current id went to Redis. A session that is still held
         #: after that exists: every call that finds it gone forgets the id.
         self.asked = False
+        #: The session is stored under its id (an older release's, or 0.2.1's): its first use
+        #: moves it to a new id stored under a digest (see _move_to_hashed_key).
+        self._stored_by_id = bool(settings.hash_ids and session_id and len(session_id) != HASHED_ID_LENGTH)
+        #: A concurrent request regenerated this session first (see regenerate): this one must
+        #: not start a second session in its place.
+        self._superseded = False
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -63,15 +85,15 @@ class SessionCore:
             self._fresh_until = now + min(FRESH_SECONDS, self.settings.expire / 10)
         return True
 
-    def _call(self, script: str, *args: Any, idempotent: bool = True) -> Call:
+    def _call(self, script: str, *args: Any, idempotent: bool = True, more_keys: tuple[str, ...] = ()) -> Call:
         """A script call on the session the request holds (it refreshes the TTL if due)."""
         opening = Opening.EXISTING if self._ttl_needed() else Opening.EXISTING_FRESH
-        return self._script(script, opening, *args, idempotent=idempotent)
+        return self._script(script, opening, *args, idempotent=idempotent, more_keys=more_keys)
 
-    def _script(self, script: str, opening: str, *args: Any, idempotent: bool = True) -> Call:
+    def _script(self, script: str, opening: str, *args: Any, idempotent: bool = True, more_keys: tuple[str, ...] = ()) -> Call:
         self.asked = True
         settings = self.settings
-        return Call(script, self._key, (settings.expire, settings.max_lifetime, opening, *args), idempotent)
+        return Call(script, self._key, (settings.expire, settings.max_lifetime, opening, *args), idempotent, more_keys)
 
     def _read_call(self, what: str, *names: str) -> Call:
         """A read of the session the request holds: a plain pipeline (EXPIRE + the read, or the
@@ -88,13 +110,20 @@ class SessionCore:
         self.asked = False
 
     def _forget(self, status: int) -> None:
-        """The id the client sent names no usable session: drop it so it is never revived."""
+        """The id the client sent names no usable session: drop it so it is never revived.
+
+        The cookie of a session that is gone stays as it is: a concurrent request may have just
+        moved the session (a login in another tab, a page loading beside the login form) and sent
+        the new cookie, which this response must not expire. A key that is not a hash is damaged,
+        and the cookie that names it goes."""
         if status == Status.CORRUPT:
             logger.warning(
                 "session %s: the key %s:sessions:<id> is not a hash; starting a new session",
                 fingerprint(self.session_id or ""), self.settings.prefix,
             )
-        self._end()
+            self._end()
+        else:
+            self._use(None)
 
     def _end(self) -> None:
         self._use(None)
@@ -114,7 +143,7 @@ class SessionCore:
         if status == Status.FIELD_ERROR:
             message = reply[1].decode("utf-8", "replace") if isinstance(reply[1], bytes) else str(reply[1])
             raise SessionValueError(f"session field {field!r}: incr() failed: {message}")
-        if status not in (Status.OK, Status.GONE, Status.CORRUPT, Status.TAKEN):
+        if status not in (Status.OK, Status.GONE, Status.CORRUPT, Status.TAKEN, Status.MOVED):
             raise RedisSessionError(f"unexpected reply from the session store: {reply!r}")
 
     def _encode(self, name: str, value: Any) -> bytes | None:
@@ -128,9 +157,14 @@ class SessionCore:
 
     def _create(self, action: str, script: str, *args: Any, idempotent: bool = True) -> Operation[Any]:
         """Mint an id and run ``script`` against the new key; send the cookie once it exists."""
+        if self._superseded:
+            raise SessionStateError(
+                f"cannot {action} here: a concurrent request has just regenerated this session (its new cookie "
+                "is on its way to the browser), and a second session would replace it; nothing was written"
+            )
         self.cookie.check_can_change(action, issuing=True)
         for _ in range(MINT_ATTEMPTS):
-            self._use(new_session_id())
+            self._use(new_session_id(self.settings.hash_ids))
             self._ttl_needed()  # the new key gets its TTL in this very call: later ones may skip it
             reply = yield self._script(script, Opening.NEW, *args, idempotent=idempotent)
             if reply[0] == Status.OK:
@@ -142,12 +176,29 @@ class SessionCore:
     def _user_of(self, raw: bytes | None) -> str | None:
         return user_index.user_of(raw, self.session_id or "")
 
+    def _move_to_hashed_key(self) -> Operation[None]:
+        """On its first use, a session stored under its id (an older release's, or 0.2.1's) moves
+        to a new id stored under that id's digest: regenerate()'s take-then-copy, so no field is
+        lost, no second live copy exists (on a cluster too, where the keys sit in different
+        slots), and the user index follows. The old id, which sat in Redis in the clear (keys,
+        MONITOR, backups), stops working. When the response can no longer take the new cookie
+        the session is used where it is, this once."""
+        self._stored_by_id = False
+        try:
+            self.cookie.check_can_change("move the session to its hashed key", issuing=True)
+        except SessionStateError:
+            return None
+        yield from self.regenerate()
+        return None
+
     # -- reads -----------------------------------------------------------------------------
 
     def read(self, names: tuple[str, ...]) -> Operation[list[Value]]:
         """Values of ``names`` (absent fields as ``Value(None)``), in one round trip."""
         for name in names:
             check_name(name)
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is None or not names:
             return [ABSENT] * len(names)
         reply = yield self._read_call("fields", *names)
@@ -158,6 +209,8 @@ class SessionCore:
 
     def read_all(self) -> Operation[dict[str, Value]]:
         """``{name: Value}`` of every user field, in one round trip."""
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is None:
             return {}
         reply = yield self._read_call("all")
@@ -173,6 +226,8 @@ class SessionCore:
 
     def names(self) -> Operation[list[str]]:
         """Names of every user field, in one round trip."""
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is None:
             return []
         reply = yield self._read_call("names")
@@ -184,6 +239,8 @@ class SessionCore:
 
     def user_id(self) -> Operation[str | None]:
         """The user this session is bound to, or ``None``."""
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is None:
             return None
         reply = yield self._read_call("fields", USER_FIELD)
@@ -195,6 +252,8 @@ class SessionCore:
     def touch(self) -> Operation[None]:
         """Restart the idle timer now, in one round trip, even if this request just did (the
         call redis-session 0.2.1 users know). A session that is gone is forgotten."""
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is None:
             return None
         self._fresh_until = 0.0
@@ -228,6 +287,8 @@ class SessionCore:
             )
         if not pairs and not deletes and not clear:
             return None  # an empty update(): nothing to send
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is not None:
             reply = yield self._call("write", max_fields, "1" if clear else "0", len(pairs) // 2, *pairs, *deletes)
             if reply[0] == Status.OK:
@@ -242,6 +303,8 @@ class SessionCore:
         """Add ``amount`` to an integer (or, for a float amount, numeric) field atomically."""
         argument, kind = encode_amount(check_name(name), amount)
         args = (self.settings.max_fields, name, argument, kind)
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is not None:
             reply = yield self._call("incr", *args, idempotent=False)
             if reply[0] != Status.OK:
@@ -261,6 +324,8 @@ class SessionCore:
                 f"{self.settings.max_value_bytes} (session-max-value-bytes); nothing was written"
             )
         args = (self.settings.max_fields, data)
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is not None:
             reply = yield self._call("flash", *args, idempotent=False)
             if reply[0] == Status.OK:
@@ -276,6 +341,8 @@ class SessionCore:
 
     def flashes(self, categories: tuple[str, ...] | None) -> Operation[list[tuple[str, str]]]:
         """Pop waiting messages (all, or those of ``categories``) as ``[(category, message), ...]``."""
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
         if self.session_id is None or categories == ():
             return []  # no session, or an empty list of categories: nothing can match
         reply = yield self._call("flashes", *(categories or ()), idempotent=False)
@@ -298,7 +365,7 @@ class SessionCore:
             reply = yield Call("destroy", self._key, ("", "0"), True)
             user = self._user_of(reply[1]) if reply[0] == Status.OK else None
             if user is not None:
-                yield from user_index.unlist(self.settings, user, old_id)
+                yield from user_index.unlist(self.settings, user, storage_name(old_id))
         self._end()
         return None
 
@@ -325,12 +392,22 @@ class SessionCore:
             check_user_id(user_id)
         if self.session_id is not None or user_id is not None:
             self.cookie.check_can_change("bind a user" if user_id is not None else "regenerate the session", issuing=True)
+        self._stored_by_id = False
+        settings = self.settings
         pairs: list[bytes] = []
         old_id = self.session_id
+        new_id = new_session_id(settings.hash_ids)  # before the take: its mark says where the session went
         if old_id is not None:
-            reply = yield self._call("take", idempotent=False)
+            mark = f"{user_digest(user_id) if user_id is not None else ''}:{seal(new_id, old_id)}"
+            reply = yield self._call("take", mark, MOVED_MARK_SECONDS, idempotent=False, more_keys=(moved_mark_key(self._key),))
             if reply[0] == Status.OK:
                 pairs = list(reply[1])
+            elif reply[0] == Status.MOVED:
+                if self._follow(reply[1], old_id, user_id):
+                    return None
+                if user_id is None:
+                    return None  # see _follow: this request leaves the cookie (and the session) alone
+                old_id = None  # another user signs in here: a session of its own
             else:
                 self._forget(reply[0])
                 old_id = None
@@ -340,32 +417,31 @@ class SessionCore:
         if not pairs:
             return None
         new_user = user_id if user_id is not None else old_user
-        replacing = old_id if old_id is not None and old_user == new_user else None
-        settings = self.settings
+        replacing = storage_name(old_id) if old_id is not None and old_user == new_user else None
         evicted: list[str] = []
-        for _ in range(MINT_ATTEMPTS):
-            self._use(new_session_id())
+        for attempt in range(MINT_ATTEMPTS):
+            self._use(new_id if attempt == 0 else new_session_id(settings.hash_ids))
             new_id = self.session_id or ""
             if new_user is not None:
-                evicted.extend((yield from user_index.list_pending(settings, new_user, new_id, replacing)))
+                evicted.extend((yield from user_index.list_pending(settings, new_user, storage_name(new_id), replacing)))
             copied = yield self._script("copy", Opening.COPY, *pairs)
             if copied[0] != Status.TAKEN:
                 break
             if new_user is not None:
-                yield from user_index.unlist(settings, new_user, new_id)
+                yield from user_index.unlist(settings, new_user, storage_name(new_id))
         else:
             raise RedisSessionError(f"{MINT_ATTEMPTS} freshly minted session ids were all taken; check the random source")
         for member in evicted:
-            yield Call("destroy", session_key(settings.prefix, member), ("", "0"), True)
+            yield Call("destroy", stored_session_key(settings.prefix, member), ("", "0"), True)
         if old_user is not None and old_id is not None and replacing is None:
-            yield from user_index.unlist(settings, old_user, old_id)
+            yield from user_index.unlist(settings, old_user, storage_name(old_id))
         if copied[0] != Status.OK:  # the absolute deadline had passed: the session ends here
             if new_user is not None:
-                yield from user_index.unlist(settings, new_user, new_id)
+                yield from user_index.unlist(settings, new_user, storage_name(new_id))
             self._end()
             return None
         if new_user is not None:
-            listed = yield from user_index.confirm(settings, new_user, new_id, replacing)
+            listed = yield from user_index.confirm(settings, new_user, storage_name(new_id), replacing)
             if not listed:
                 logger.warning(
                     "session %s: its user's sessions were revoked while it was being bound; ending it",
@@ -376,6 +452,26 @@ class SessionCore:
                 return None
         self.cookie.issue(new_id)
         return None
+
+    def _follow(self, mark: bytes, old_id: str, user_id: str | None) -> bool:
+        """A concurrent request regenerated this session a moment ago (``take`` found its mark).
+
+        When both bind the same user (a double-submitted login), this request follows the
+        session to its new id, so the user ends up with exactly one live session whichever
+        response arrives last; returns ``True``. Otherwise (a plain regenerate, or a different
+        user) nothing is followed: following on a bare old id would hand the new session to
+        whoever planted the old one (session fixation). The request then leaves the cookie
+        alone (the winner's is on its way) and starts no second session (see _create)."""
+        self._use(None)
+        user_mark, _, sealed = mark.decode("ascii", "replace").partition(":")
+        if user_id is not None and user_mark == user_digest(user_id):
+            new_id = unseal(sealed, old_id)
+            if new_id is not None:
+                self._use(new_id)
+                self.cookie.issue(new_id)
+                return True
+        self._superseded = user_id is None
+        return False
 
 
 def _items(data: Any) -> Iterable[tuple[bytes, bytes]]:

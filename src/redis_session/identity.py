@@ -1,11 +1,13 @@
 """Session ids, field names and user ids: what is minted, what is accepted, and what logs show.
 
-Ids carry 192 bits from :mod:`secrets`; ids of redis-session 0.2.1 are accepted too (any 16-128
-URL-safe characters) so its sessions carry over. Logs get a salted fingerprint, never an id.
+Ids carry 256 bits from :mod:`secrets` (192 with ``hash-ids`` off, in the older format); ids of
+redis-session 0.2.1 and of this library's earlier releases are accepted too (any 16-128
+URL-safe characters) so their sessions carry over. Logs get a salted fingerprint, never an id.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -14,9 +16,12 @@ from typing import Any
 from .errors import SessionTypeError, SessionValueError
 from .protocol import RESERVED_PREFIX
 
-ID_BYTES = 24  # 192 random bits, 32 URL-safe characters
-# Ids this library mints, and the ids of redis-session 0.2.1 (so its sessions carry over).
-SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")
+#: Random bytes of an id stored under its digest (43 URL-safe characters: HASHED_ID_LENGTH), and
+#: of an id stored under itself (32 characters, the format of the releases before 1.1).
+HASHED_ID_BYTES, RAW_ID_BYTES = 32, 24
+# Ids this library mints, and the ids of redis-session 0.2.1 (so its sessions carry over);
+# fullmatch() only: a "$" anchor would also let a trailing newline through into a Redis key.
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-]{16,128}")
 _FINGERPRINT_KEY = secrets.token_bytes(16)
 #: The ids redis-session 0.2.1 minted: two UUID4s written one after the other (72 characters).
 _UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -30,7 +35,9 @@ def fingerprint(session_id: str) -> str:
 
 
 def is_valid_session_id(session_id: str) -> bool:
-    return SESSION_ID_PATTERN.match(session_id) is not None
+    """Whether ``session_id`` is shaped like an id this library or 0.2.1 minted: nothing else
+    ever becomes part of a Redis key."""
+    return SESSION_ID_PATTERN.fullmatch(session_id) is not None
 
 
 def is_legacy_session_id(value: str) -> bool:
@@ -38,8 +45,39 @@ def is_legacy_session_id(value: str) -> bool:
     return LEGACY_SESSION_ID_PATTERN.fullmatch(value) is not None
 
 
-def new_session_id() -> str:
-    return secrets.token_urlsafe(ID_BYTES)
+def seal(new_id: str, old_id: str) -> str:
+    """``new_id`` readable only by whoever holds ``old_id`` (a one-time pad derived from it), for
+    the mark ``regenerate()`` leaves where a session was: Redis sees no usable id, and only the
+    request that carried the old cookie can follow the session to its new id."""
+    data = new_id.encode()
+    pad = hashlib.blake2b(old_id.encode(), digest_size=len(data), person=b"rs-moved-to").digest()
+    return base64.urlsafe_b64encode(bytes(left ^ right for left, right in zip(data, pad))).decode("ascii")
+
+
+def unseal(sealed: str, old_id: str) -> str | None:
+    """The id :func:`seal` hid, or ``None`` when ``sealed`` is no such thing."""
+    try:
+        data = base64.urlsafe_b64decode(sealed.encode("ascii"))
+    except (ValueError, UnicodeError):
+        return None
+    if not 0 < len(data) <= 64:
+        return None
+    pad = hashlib.blake2b(old_id.encode(), digest_size=len(data), person=b"rs-moved-to").digest()
+    try:
+        new_id = bytes(left ^ right for left, right in zip(data, pad)).decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return new_id if is_valid_session_id(new_id) else None
+
+
+def user_digest(user_id: str) -> str:
+    """A one-way name for a user id, for marks that must say which user without naming it."""
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+
+
+def new_session_id(hashed: bool = True) -> str:
+    """A fresh id: one stored under its digest, or (``hash-ids`` off) one stored under itself."""
+    return secrets.token_urlsafe(HASHED_ID_BYTES if hashed else RAW_ID_BYTES)
 
 
 def check_name(name: Any) -> str:

@@ -4,8 +4,10 @@ and purges.
 Whole-store work is SCAN based (never KEYS) and blocking, page by page: each SCAN page of a
 primary is read in one pipelined round trip on that same primary, and ``on_page`` hears of it at
 once (a progress display; nothing holds the whole keyspace). Sessions are named by their public
-handle, never by id. Ending a session goes through :class:`~redis_session.admin.AdminCore`, the
-same script and WAIT policy as a logout.
+handle (the SHA-256 of the id), never by id: the key of a session minted for hashed keying holds
+the handle itself; that of an older session holds its id, which is hashed here before it is
+shown. Ending a session goes through :class:`~redis_session.admin.AdminCore`, the same script
+and WAIT policy as a logout.
 """
 
 from __future__ import annotations
@@ -16,10 +18,19 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from .admin import AdminCore, session_handle
+from .admin import AdminCore
 from .clients import primaries
 from .operation import drive
-from .protocol import CREATED_FIELD, USER_FIELD, session_key, session_key_pattern, user_index_key, user_index_pattern
+from .protocol import (
+    CREATED_FIELD,
+    USER_FIELD,
+    handle_of_stored,
+    is_handle,
+    session_key_pattern,
+    stored_session_key,
+    user_index_key,
+    user_index_pattern,
+)
 from .settings import SessionSettings
 from .store import STORE_ERRORS, Store
 from .user_index import PENDING_PREFIX
@@ -82,8 +93,9 @@ class Inventory:
                 return
 
     def _session_pages(self, primary: Any) -> Iterator[list[str]]:
-        """The session ids on one primary, one SCAN page at a time."""
-        head = len(session_key(self.settings.prefix, ""))
+        """The storage names (see :func:`~redis_session.protocol.storage_name`) of the sessions on
+        one primary, one SCAN page at a time."""
+        head = len(stored_session_key(self.settings.prefix, ""))
         for keys in self._scan_pages(primary, session_key_pattern(self.settings.prefix)):
             yield [key.decode("utf-8", "replace")[head:] for key in keys]
 
@@ -94,13 +106,13 @@ class Inventory:
         return self._guard(partial(pipeline.execute, raise_on_error=False))
 
     def _each_session(self, on_page: OnPage) -> Iterator[tuple[Any, list[str], str]]:
-        """``(primary, page of new ids, detail)`` for every SCAN page of every primary."""
+        """``(primary, page of new storage names, detail)`` for every SCAN page of every primary."""
         nodes = self.primaries()
         seen: set[str] = set()
         for number, primary in enumerate(nodes, 1):
             detail = f" (primary {number}/{len(nodes)})" if len(nodes) > 1 else ""
             for page in self._session_pages(primary):
-                fresh = [session_id for session_id in page if session_id not in seen]
+                fresh = [name for name in page if name not in seen]
                 seen.update(fresh)
                 yield primary, fresh, detail
                 on_page(len(fresh), detail)
@@ -111,14 +123,14 @@ class Inventory:
         ttls: list[int] = []
         memory = persistent = 0
         for primary, page, _ in self._each_session(on_page):
-            keys = [session_key(self.settings.prefix, session_id) for session_id in page]
+            keys = [stored_session_key(self.settings.prefix, name) for name in page]
             replies = self._pipelined(primary, [command for key in keys for command in (("ttl", (key,)), ("memory_usage", (key,)))])
-            for session_id, key, ttl, used in zip(page, keys, replies[0::2], replies[1::2]):
+            for name, key, ttl, used in zip(page, keys, replies[0::2], replies[1::2]):
                 if isinstance(ttl, Exception):  # e.g. MOVED: the slot migrated since the scan
                     ttl = self._guard(partial(self.store.client.ttl, key))
                 if ttl == -2:
                     continue  # expired or deleted since the scan
-                live.add(session_id)
+                live.add(name)
                 memory += used if isinstance(used, int) else 0
                 if ttl >= 0:
                     ttls.append(ttl)
@@ -163,16 +175,16 @@ class Inventory:
         """Every session still there: handle, bound user, creation time, TTL."""
         rows: list[SessionRow] = []
         for primary, page, _ in self._each_session(on_page):
-            keys = [session_key(self.settings.prefix, session_id) for session_id in page]
+            keys = [stored_session_key(self.settings.prefix, name) for name in page]
             replies = self._pipelined(
                 primary, [command for key in keys for command in (("hmget", (key, [USER_FIELD, CREATED_FIELD])), ("ttl", (key,)))]
             )
-            for session_id, fields, ttl in zip(page, replies[0::2], replies[1::2]):
+            for name, fields, ttl in zip(page, replies[0::2], replies[1::2]):
                 if isinstance(fields, Exception) or not isinstance(ttl, int) or ttl == -2:
                     continue  # gone since the scan, moved away, or not a hash
                 user, created = fields
                 rows.append(SessionRow(
-                    session_handle(session_id),
+                    handle_of_stored(name),
                     user.decode("utf-8", "replace") if user is not None else None,
                     float(created) if created is not None and created.isdigit() else None,
                     ttl,
@@ -180,39 +192,45 @@ class Inventory:
         return rows
 
     def find(self, handle: str) -> str | None:
-        """The id of the session whose handle is ``handle`` (a scan: ids are not stored by handle)."""
+        """The storage name of the session whose handle is ``handle``: the handle itself for a
+        session stored under its digest (one lookup), else the id of an older session whose
+        digest it is (a scan: those are not stored by handle)."""
+        if not is_handle(handle):
+            return None
+        if self._guard(partial(self.store.client.exists, stored_session_key(self.settings.prefix, handle))):
+            return handle
         for primary in self.primaries():
             for page in self._session_pages(primary):
-                for session_id in page:
-                    if session_handle(session_id) == handle:
-                        return session_id
+                for name in page:
+                    if not is_handle(name) and handle_of_stored(name) == handle:
+                        return name
         return None
 
     def show(self, handle: str) -> SessionDetails | None:
         """Everything stored for the session ``handle`` names, or ``None`` if there is none."""
-        session_id = self.find(handle)
-        if session_id is None:
+        name = self.find(handle)
+        if name is None:
             return None
-        key = session_key(self.settings.prefix, session_id)
+        key = stored_session_key(self.settings.prefix, name)
         kind, fields, ttl = self._pipelined(self.store.client, [("type", (key,)), ("hgetall", (key,)), ("ttl", (key,))])
         if kind != b"hash" or isinstance(fields, Exception):
             return None
-        decoded = {name.decode("utf-8", "replace"): value.decode("utf-8", "replace") for name, value in fields.items()}
+        decoded = {field.decode("utf-8", "replace"): value.decode("utf-8", "replace") for field, value in fields.items()}
         return SessionDetails(handle, int(ttl), decoded)
 
     def key_type(self, handle: str) -> str:
         """What the key of the session ``handle`` names holds (``"none"``: no such key), to say why
         :meth:`show` or :meth:`delete` found no session there."""
-        session_id = self.find(handle)
-        if session_id is None:
+        name = self.find(handle)
+        if name is None:
             return "none"
-        kind = self._guard(partial(self.store.client.type, session_key(self.settings.prefix, session_id)))
+        kind = self._guard(partial(self.store.client.type, stored_session_key(self.settings.prefix, name)))
         return kind.decode("ascii", "replace") if isinstance(kind, bytes) else str(kind)
 
     def delete(self, handle: str) -> bool:
         """End the session ``handle`` names, as a logout would; ``False`` if there is none."""
-        session_id = self.find(handle)
-        return session_id is not None and drive(AdminCore(self.settings).end(session_id), self.store.execute)
+        name = self.find(handle)
+        return name is not None and drive(AdminCore(self.settings).end(name), self.store.execute)
 
     def purge(self, on_page: OnPage = _ignore_page) -> int:
         """Delete every session and user index under the prefix; returns how many keys went."""

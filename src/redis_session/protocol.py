@@ -8,6 +8,7 @@ from them.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, NamedTuple
 
 #: One plain command of a ``COMMANDS`` call: ``(redis-py method name, arguments)``.
@@ -23,6 +24,8 @@ class Call(NamedTuple):
     #: Safe to send twice: a read or an absolute write. incr, flash and flashes are not, so a
     #: store never sends them again when it cannot tell whether the first one ran.
     idempotent: bool
+    #: Further keys a script touches, all in ``key``'s cluster slot (see :func:`moved_mark_key`).
+    more_keys: tuple[str, ...] = ()
 
 
 class Status:
@@ -39,6 +42,9 @@ class Status:
     FIELD_ERROR = -3
     #: The key holds something other than a hash.
     CORRUPT = -4
+    #: ``take`` found no session, but the mark a concurrent regenerate of it left (see
+    #: SessionCore.regenerate); the reply's second element is the mark.
+    MOVED = -5
 
 
 #: Field names the library keeps for itself; user fields can never start with it, so
@@ -62,9 +68,52 @@ def constants(namespace: type) -> dict[str, Any]:
     return {name: value for name, value in vars(namespace).items() if name.isupper()}
 
 
+#: Ids of this length (256 random bits) are stored under a digest of themselves; ids of any
+#: other length (this library's before 1.1: 32 characters; redis-session 0.2.1's: 72) under
+#: themselves. So the id itself says where its session lives, whatever ``hash-ids`` says now.
+HASHED_ID_LENGTH = 43
+
+
+def session_handle(session_id: str) -> str:
+    """The public name of a session: the SHA-256 of its id, in hex. One-way, so it is safe to show
+    (an admin listing, a "your sessions" page) and to post back to end a session, and useless as
+    a cookie; not tied to the cookie secret, so rotating keys keeps sessions."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def storage_name(session_id: str) -> str:
+    """What a session is stored under (its key's last part, its user-index entry): the handle of
+    an id minted for hashed keying, so no id sits in Redis where MONITOR, SLOWLOG, a backup or
+    an index listing would hand it out; the id itself for an older one (see HASHED_ID_LENGTH)."""
+    return session_handle(session_id) if len(session_id) == HASHED_ID_LENGTH else session_id
+
+
+def is_handle(name: str) -> bool:
+    """Whether a storage name (a key suffix, an index entry) is a handle rather than an old raw id."""
+    return len(name) == 64 and all(char in "0123456789abcdef" for char in name)
+
+
+def handle_of_stored(name: str) -> str:
+    """The handle of the session stored under ``name`` (a key suffix or an index entry)."""
+    return name if is_handle(name) else session_handle(name)
+
+
 def session_key(prefix: str, session_id: str) -> str:
-    """The Redis key of a session; the layout redis-session 0.2.1 used, so sessions carry over."""
-    return f"{prefix}:sessions:{session_id}"
+    """The Redis key of the session ``session_id``: ``{prefix}:sessions:{storage name}``, the
+    layout redis-session 0.2.1 used, so its sessions are found."""
+    return stored_session_key(prefix, storage_name(session_id))
+
+
+def moved_mark_key(key: str) -> str:
+    """Where ``regenerate()`` leaves, for a minute, the mark that tells a concurrent regenerate of
+    the same session where it went. The session key is its hash tag, so it lives in the same
+    cluster slot and one script writes both (prefixes cannot hold braces)."""
+    return "{" + key + "}:moved"
+
+
+def stored_session_key(prefix: str, name: str) -> str:
+    """The Redis key of the session stored under ``name`` (as a scan or an index names it)."""
+    return f"{prefix}:sessions:{name}"
 
 
 def user_index_key(prefix: str, user_id: str) -> str:

@@ -194,12 +194,20 @@ return {OK, result}
 # The first half of regenerate(): read every field and delete the key in one atomic step, so a
 # logout (or revoke) that lands while the session moves cannot be undone by the copy, and a
 # write that lands after it goes to a new session instead of into a key about to vanish.
-# Returns {OK, flat field/value list}, or a status (GONE, CORRUPT).
+# KEYS[2] (same slot) gets ARGV[4], a mark saying where the session went, for ARGV[5] seconds:
+# a second regenerate of the same session a moment later (a double-submitted login) finds it
+# there instead of starting a second session. Returns {OK, flat field/value list}, {MOVED, mark},
+# or a status (GONE, CORRUPT).
 TAKE = PRELUDE + """
 local length = open()
+if length == GONE then
+  local mark = redis.call('GET', KEYS[2])
+  if mark then return {MOVED, mark} end
+end
 if length <= 0 then return {length} end
 local fields = redis.call('HGETALL', key)
 redis.call('DEL', key)
+redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5])
 return {OK, fields}
 """
 

@@ -15,6 +15,7 @@ from typing import Any
 from .core import SessionCore
 from .identity import fingerprint
 from .operation import CookieSink, Number, Operation, T, categories_of, drive, merge_updates
+from .protocol import session_handle
 from .settings import SessionSettings
 from .store import Store
 from .value import Value
@@ -43,6 +44,12 @@ class Session:
     def session_id(self) -> str | None:
         """The current id, or ``None`` until the first write creates the session."""
         return self._core.session_id
+
+    @property
+    def handle(self) -> str | None:
+        """The session's public name (what ``sessions_for_user`` lists and ``revoke`` takes), or
+        ``None`` without a session: a one-way digest of the id, safe to show and post back."""
+        return session_handle(self._core.session_id) if self._core.session_id else None
 
     @property
     def known_to_exist(self) -> bool:

@@ -48,6 +48,9 @@ SETTINGS: tuple[Setting, ...] = (
             "idle timeout in seconds: a session unused this long is deleted (every read or write restarts it)"),
     Setting("max-lifetime", "max_lifetime", int, 0,
             "absolute timeout in seconds from creation, however active the session is (0: none)"),
+    Setting("hash-ids", "hash_ids", bool, True,
+            "store new sessions under the SHA-256 of their id, so no id sits in Redis (keys, indexes, MONITOR, "
+            "backups); false: under the id itself, as before 1.1 (sessions of either kind are found either way)"),
     Setting("cookie-id", "cookie_name", str, "session-id", "name of the session-id cookie"),
     Setting("cookie-secure", "cookie_secure", bool, True,
             "send the cookie with the Secure attribute (browsers then return it over HTTPS only)"),
@@ -94,6 +97,7 @@ class SessionSettings:
     prefix: str = "redis"
     expire: int = 86400
     max_lifetime: int = 0
+    hash_ids: bool = True
     cookie_name: str = "session-id"
     cookie_secure: bool = True
     cookie_domain: str = ""

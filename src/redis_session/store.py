@@ -290,12 +290,13 @@ class Store:
         if self.rules.waits_after(call):
             return self._send_and_wait(call)
         sha = SHAS[call.script]
+        keys = (call.key, *call.more_keys)
         try:
-            return self.client.evalsha(sha, 1, call.key, *call.args)
+            return self.client.evalsha(sha, len(keys), *keys, *call.args)
         except redis.exceptions.NoScriptError:
             # Redis restarted, failed over or dropped its script cache; the script did not run
             self.client.script_load(SCRIPTS[call.script])
-            return self.client.evalsha(sha, 1, call.key, *call.args)
+            return self.client.evalsha(sha, len(keys), *keys, *call.args)
 
     def _send_and_wait(self, call: Call) -> Any:
         """The script, then WAIT, on one connection in one round trip (a plain pipeline).
@@ -305,7 +306,8 @@ class Store:
         rarely and the source is small.
         """
         pipeline = self.client.pipeline(transaction=False)
-        pipeline.execute_command("EVAL", SCRIPTS[call.script], 1, call.key, *call.args)
+        keys = (call.key, *call.more_keys)
+        pipeline.execute_command("EVAL", SCRIPTS[call.script], len(keys), *keys, *call.args)
         pipeline.execute_command(*self.rules.wait.command(), **wait_target(self.client, call.key))
         reply, acknowledged = pipeline.execute(raise_on_error=False)
         if isinstance(reply, Exception):

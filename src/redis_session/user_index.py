@@ -1,5 +1,7 @@
 """The per-user index behind ``bind_user()`` and the admin API: one sorted set per user,
-``{prefix}:users:{user_id}``, of session ids scored by when each was last known to expire.
+``{prefix}:users:{user_id}``, of the sessions' storage names (the handle of a session stored
+under its digest, so no id sits there; the id of an older one) scored by when each was last
+known to expire.
 
 It is a key of its own (another cluster slot than the sessions it lists), so it is kept up to
 date in separate single-key steps, each a generator of store calls like the rest of the core.
@@ -18,7 +20,7 @@ from collections.abc import Generator
 from typing import Any, NamedTuple
 
 from .identity import fingerprint
-from .protocol import COMMANDS, Call, session_key, user_index_key
+from .protocol import COMMANDS, Call, stored_session_key, user_index_key
 from .settings import SessionSettings
 
 logger = logging.getLogger("redis_session")
@@ -112,31 +114,31 @@ def members(settings: SessionSettings, user_id: str) -> Generator[Call, Any, Ind
 
 
 def list_pending(
-    settings: SessionSettings, user_id: str, session_id: str, replacing: str | None
+    settings: SessionSettings, user_id: str, name: str, replacing: str | None
 ) -> Generator[Call, Any, list[str]]:
-    """List ``session_id`` as pending under ``user_id``, dropping entries of sessions that expired
-    (and ``replacing``, the id it succeeds); returns the ids evicted past ``max_per_user``, oldest
-    first, for the caller to end."""
+    """List the session stored under ``name`` as pending under ``user_id``, dropping entries of
+    sessions that expired (and ``replacing``, the one it succeeds); returns the storage names
+    evicted past ``max_per_user``, oldest first, for the caller to end."""
     entries = yield from members(settings, user_id)
     dead: list[str] = [replacing] if replacing is not None else []
     dead.extend(entries.stale_pending)
     candidates = [entry for entry, _ in entries.listed if entry != replacing]
     if candidates:
-        exists = tuple(("exists", (session_key(settings.prefix, entry),)) for entry in candidates)
+        exists = tuple(("exists", (stored_session_key(settings.prefix, entry),)) for entry in candidates)
         alive = yield Call(COMMANDS, "", exists, True)
         dead.extend(entry for entry, live in zip(candidates, alive) if live == 0)
     evicted = yield Call(
         "user_index", user_index_key(settings.prefix, user_id),
-        ("add", session_id, repr(now() + settings.expire), settings.max_per_user, settings.user_index_ttl, *dead),
+        ("add", name, repr(now() + settings.expire), settings.max_per_user, settings.user_index_ttl, *dead),
         False,  # a retry after a lost reply would drop evicted ids without ending their sessions
     )
     return [member.decode("ascii", "replace") for member in evicted]
 
 
-def confirm(settings: SessionSettings, user_id: str, session_id: str, replacing: str | None) -> Generator[Call, Any, bool]:
+def confirm(settings: SessionSettings, user_id: str, name: str, replacing: str | None) -> Generator[Call, Any, bool]:
     """Turn the pending entry into a listed one (dropping ``replacing``); ``False`` if a revoke
     removed the pending entry meanwhile, in which case the caller ends the new session."""
-    listed = yield Call("user_index", user_index_key(settings.prefix, user_id), ("confirm", session_id, replacing or ""), True)
+    listed = yield Call("user_index", user_index_key(settings.prefix, user_id), ("confirm", name, replacing or ""), True)
     return bool(listed)
 
 
