@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextvars
 import gc
+import hashlib
 import json
 import secrets
 import sys
@@ -171,7 +172,8 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
     client = redis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
 
     def key_of(session_id: str) -> str:
-        return f"{prefix}:sessions:{session_id}"
+        # what a careful hand-written store does (Rack's CVE-2019-16782 fix): the key is a digest
+        return f"{prefix}:sessions:{hashlib.sha256(session_id.encode()).hexdigest()}"
 
     # -- baseline (1): Tornado alone, the counter lives in a signed cookie -------------------
 
@@ -196,7 +198,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
         def session_key(self) -> str:
             raw = self.get_signed_cookie(COOKIE_NAME)
             if raw is None:
-                session_id = secrets.token_urlsafe(24)
+                session_id = secrets.token_urlsafe(32)
                 self.set_signed_cookie(COOKIE_NAME, session_id, expires_days=None, max_age=30 * 86400,
                                        httponly=True, samesite="Lax")
             else:
@@ -248,7 +250,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
 
     write_sha = client.script_load(SCRIPTS["write"])
     incr_sha = client.script_load(SCRIPTS["incr"])
-    max_fields = 1000
+    max_fields, max_bytes = 1000, 1024 * 1024
 
     class RawCounterScript(Raw):
         def get(self) -> None:
@@ -262,7 +264,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
                 pipe.hmget(key, "count")
                 _, (value,) = pipe.execute()
                 count = int(value) if value else 0
-            client.evalsha(write_sha, 1, key, TTL, 0, mode, max_fields, "0", 1, "count", count + 1)
+            client.evalsha(write_sha, 1, key, TTL, 0, mode, max_fields, max_bytes, "0", 1, "count", count + 1)
             self.write(f"count: {count + 1}")
 
     class RawIncrScript(Raw):
@@ -272,7 +274,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
                 key, mode = self.session_key(), "new"
             else:
                 key, mode = key_of(raw.decode("ascii")), "old"  # the cookie is checked once
-            status, count = client.evalsha(incr_sha, 1, key, TTL, 0, mode, max_fields, "count", "1", "int")
+            status, count = client.evalsha(incr_sha, 1, key, TTL, 0, mode, max_fields, max_bytes, "count", "1", "int")
             self.write(f"count: {count}")
 
     class RawHmget3(Raw):
@@ -369,7 +371,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
                 pipe.hmget(key, "count")
                 _, (value,) = await pipe.execute()
                 count = int(value) if value else 0
-            await async_client.evalsha(write_sha, 1, key, TTL, 0, mode, max_fields, "0", 1, "count", count + 1)
+            await async_client.evalsha(write_sha, 1, key, TTL, 0, mode, max_fields, max_bytes, "0", 1, "count", count + 1)
             self.write(f"count: {count + 1}")
 
     class RawAsyncIncrScript(Raw):
@@ -379,7 +381,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
                 key, mode = self.session_key(), "new"
             else:
                 key, mode = key_of(raw.decode("ascii")), "old"
-            status, count = await async_client.evalsha(incr_sha, 1, key, TTL, 0, mode, max_fields, "count", "1", "int")
+            status, count = await async_client.evalsha(incr_sha, 1, key, TTL, 0, mode, max_fields, max_bytes, "count", "1", "int")
             self.write(f"count: {count}")
 
     class AsyncCounter(AsyncSessionHandler):

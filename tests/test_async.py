@@ -298,5 +298,5 @@ def test_a_connection_closed_under_an_async_incr_is_not_sent_again():
     client = FlakyScripts(1, [1, 5])
     store = AsyncStore("redis://example:6379/0", client)
     with pytest.raises(SessionUnavailableError):
-        asyncio.run(store.execute(Call("incr", "t:sessions:x", (60, 0, "old", 1000, "n", "1", "int"), False)))
+        asyncio.run(store.execute(Call("incr", "t:sessions:x", (60, 0, "old", 1000, 1 << 20, "n", "1", "int"), False)))
     assert client.calls == 1

@@ -140,14 +140,33 @@ class SessionCore:
                 f"this write would take the session past {self.settings.max_fields} fields "
                 "(session-max-fields); nothing was written"
             )
+        if status == Status.TOO_BIG:
+            raise SessionLimitError(
+                f"session field {field!r}: this write would take the session past {self.settings.max_session_bytes} "
+                "bytes of field names and values (session-max-session-bytes); nothing was written"
+                if field else
+                f"this write would take the session past {self.settings.max_session_bytes} bytes of field names "
+                "and values (session-max-session-bytes); nothing was written"
+            )
         if status == Status.FIELD_ERROR:
             message = reply[1].decode("utf-8", "replace") if isinstance(reply[1], bytes) else str(reply[1])
             raise SessionValueError(f"session field {field!r}: incr() failed: {message}")
         if status not in (Status.OK, Status.GONE, Status.CORRUPT, Status.TAKEN, Status.MOVED):
             raise RedisSessionError(f"unexpected reply from the session store: {reply!r}")
 
+    def _writable_name(self, name: str) -> str:
+        """A field name that may be written: valid, and within session-max-name-bytes."""
+        check_name(name)
+        size = len(name) if name.isascii() else len(name.encode("utf-8"))
+        if size > self.settings.max_name_bytes:
+            raise SessionLimitError(
+                f"session field {name[:40]!r}...: a name of {size} bytes is over the limit of "
+                f"{self.settings.max_name_bytes} (session-max-name-bytes); nothing was written"
+            )
+        return name
+
     def _encode(self, name: str, value: Any) -> bytes | None:
-        data = encode(check_name(name), value)
+        data = encode(self._writable_name(name), value)
         if data is not None and len(data) > self.settings.max_value_bytes:
             raise SessionLimitError(
                 f"session field {name!r}: {len(data)} bytes is over the limit of "
@@ -170,6 +189,7 @@ class SessionCore:
             if reply[0] == Status.OK:
                 self.cookie.issue(self.session_id or "")
                 return reply
+            self._use(None)  # the script created nothing (or deleted what it created)
             self._check_status(reply)
         raise RedisSessionError(f"{MINT_ATTEMPTS} freshly minted session ids were all taken; check the random source")
 
@@ -273,36 +293,46 @@ class SessionCore:
         """
         pairs: list[Any] = []
         deletes: list[str] = []
+        incoming = 0
         for name, value in values:
             data = self._encode(name, value)
             if data is None:
                 deletes.append(name)
             else:
                 pairs.extend((name, data))
-        max_fields = self.settings.max_fields
+                incoming += len(name) + len(data)
+        settings = self.settings
+        max_fields = settings.max_fields
         if len(pairs) // 2 > max_fields:
             raise SessionLimitError(
                 f"{len(pairs) // 2} fields in one write is over the limit of {max_fields} "
                 "(session-max-fields); nothing was written"
+            )
+        if incoming > settings.max_session_bytes:  # could never fit, whatever the session holds
+            raise SessionLimitError(
+                f"{incoming} bytes of field names and values in one write is over the limit of "
+                f"{settings.max_session_bytes} (session-max-session-bytes); nothing was written"
             )
         if not pairs and not deletes and not clear:
             return None  # an empty update(): nothing to send
         if self._stored_by_id:
             yield from self._move_to_hashed_key()
         if self.session_id is not None:
-            reply = yield self._call("write", max_fields, "1" if clear else "0", len(pairs) // 2, *pairs, *deletes)
+            reply = yield self._call(
+                "write", max_fields, settings.max_session_bytes, "1" if clear else "0", len(pairs) // 2, *pairs, *deletes
+            )
             if reply[0] == Status.OK:
                 return None
             self._check_status(reply, pairs[0] if len(pairs) == 2 else "")
             self._forget(reply[0])
         if pairs:
-            yield from self._create("start a session", "write", max_fields, "0", len(pairs) // 2, *pairs)
+            yield from self._create("start a session", "write", max_fields, settings.max_session_bytes, "0", len(pairs) // 2, *pairs)
         return None
 
     def incr(self, name: str, amount: Number = 1) -> Operation[Number]:
         """Add ``amount`` to an integer (or, for a float amount, numeric) field atomically."""
-        argument, kind = encode_amount(check_name(name), amount)
-        args = (self.settings.max_fields, name, argument, kind)
+        argument, kind = encode_amount(self._writable_name(name), amount)
+        args = (self.settings.max_fields, self.settings.max_session_bytes, name, argument, kind)
         if self._stored_by_id:
             yield from self._move_to_hashed_key()
         if self.session_id is not None:
@@ -323,7 +353,7 @@ class SessionCore:
                 f"a flash message of {len(data)} bytes with its category is over the limit of "
                 f"{self.settings.max_value_bytes} (session-max-value-bytes); nothing was written"
             )
-        args = (self.settings.max_fields, data)
+        args = (self.settings.max_fields, self.settings.max_session_bytes, data)
         if self._stored_by_id:
             yield from self._move_to_hashed_key()
         if self.session_id is not None:
@@ -335,6 +365,7 @@ class SessionCore:
                     f"{self.settings.max_fields} flash messages are already waiting (session-max-fields); "
                     "nothing was written"
                 )
+            self._check_status(reply)
             self._forget(reply[0])
         yield from self._create("flash a message", "flash", *args, idempotent=False)
         return None

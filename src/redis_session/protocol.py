@@ -45,6 +45,8 @@ class Status:
     #: ``take`` found no session, but the mark a concurrent regenerate of it left (see
     #: SessionCore.regenerate); the reply's second element is the mark.
     MOVED = -5
+    #: The write would take the session past session-max-session-bytes.
+    TOO_BIG = -6
 
 
 #: Field names the library keeps for itself; user fields can never start with it, so
@@ -54,6 +56,9 @@ CREATED_FIELD = RESERVED_PREFIX + "created"
 USER_FIELD = RESERVED_PREFIX + "user"
 FLASH_PREFIX = RESERVED_PREFIX + "flash:"
 FLASH_SEQUENCE_FIELD = RESERVED_PREFIX + "flashseq"
+#: An upper bound of the session's bytes (names and values of every other field), kept by the
+#: scripts so session-max-session-bytes costs one HINCRBY per write (see scripts.PRELUDE).
+SIZE_FIELD = RESERVED_PREFIX + "size"
 
 #: Calls that stores run as plain commands instead of scripts (see :mod:`redis_session.pipelines`).
 PLAIN_READ = "plain_read"

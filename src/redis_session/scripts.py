@@ -20,6 +20,7 @@ from .protocol import (
     FLASH_PREFIX,
     FLASH_SEQUENCE_FIELD,
     RESERVED_PREFIX,
+    SIZE_FIELD,
     USER_FIELD,
     Opening,
     Status,
@@ -40,6 +41,8 @@ _NAMED = {
     "USER": _lua_string(USER_FIELD),
     "FLASH": _lua_string(FLASH_PREFIX),
     "FLASH_SEQUENCE": _lua_string(FLASH_SEQUENCE_FIELD),
+    "SIZE": _lua_string(SIZE_FIELD),
+    "NUMBER_BYTES": "32",
 }
 #: The protocol's names as Lua locals, the first lines of every script.
 CONSTANTS = "".join(f"local {name} = {value}\n" for name, value in _NAMED.items())
@@ -82,7 +85,9 @@ end
 local function open()
   if ARGV[3] == OPEN_NEW then
     if redis.call('EXISTS', key) == 1 then return TAKEN end
-    redis.call('HSET', key, CREATED, redis.call('TIME')[1])
+    local now = redis.call('TIME')[1]
+    -- the creation time is the new session's only field: SIZE starts at its exact bytes
+    redis.call('HSET', key, CREATED, now, SIZE, #CREATED + #now)
     local ttl = idle
     if lifetime > 0 and lifetime < idle then ttl = lifetime end
     redis.call('EXPIRE', key, ttl)
@@ -116,6 +121,40 @@ local function is_reserved(name)
   return string.sub(name, 1, #RESERVED) == RESERVED
 end
 
+-- session-max-session-bytes, enforced before a write that adds `incoming` bytes (names and
+-- values), where `removing(name)` says whether the write replaces or deletes that field. SIZE
+-- holds an upper bound of the session's bytes: it grows by what each write adds (one HINCRBY, the
+-- common path) and is counted exactly (one HGETALL) only when the bound would pass the limit,
+-- or when no bound was kept (a session of redis-session 0.2.1 or of an earlier release). An
+-- overwrite or a delete never lowers the bound; the exact count then brings it back down.
+local function within_size(max_bytes, incoming, removing)
+  local bound = redis.call('HINCRBY', key, SIZE, incoming)
+  if bound <= max_bytes and bound > incoming then return true end
+  local current, removed = 0, 0
+  local flat = redis.call('HGETALL', key)
+  for index = 1, #flat, 2 do
+    local name = flat[index]
+    if name ~= SIZE then
+      local bytes = #name + #flat[index + 1]
+      current = current + bytes
+      if removing(name) then removed = removed + bytes end
+    end
+  end
+  local after = current - removed + incoming
+  if after > max_bytes then
+    redis.call('HSET', key, SIZE, current)
+    return false
+  end
+  redis.call('HSET', key, SIZE, after)
+  return true
+end
+
+-- A refused write writes nothing: a key this very call created is deleted again.
+local function refuse(status)
+  if ARGV[3] == OPEN_NEW then redis.call('DEL', key) end
+  return {status}
+end
+
 local function user_field_count()
   local count = 0
   for _, name in ipairs(redis.call('HKEYS', key)) do
@@ -136,29 +175,42 @@ if what == 'all' then return {OK, redis.call('HGETALL', key)} end
 return {OK, redis.call('HKEYS', key)}
 """
 
-# ARGV[4] max fields, ARGV[5] '1' to clear user fields first, ARGV[6] number of pairs to set,
-# then the pairs, then the names to delete. The limit applies to the session as it would be
-# after the whole write, so swapping one field for another at the limit is allowed.
+# ARGV[4] max fields, ARGV[5] max session bytes, ARGV[6] '1' to clear user fields first, ARGV[7]
+# number of pairs to set, then the pairs, then the names to delete. Both limits apply to the
+# session as it would be after the whole write, so swapping one field for another at the limit
+# is allowed; a write past either writes nothing.
 WRITE = PRELUDE + """
 local length = open()
 if length <= 0 then return {length} end
 local max_fields = tonumber(ARGV[4])
-local clearing = ARGV[5] == '1'
-local pairs_end = 6 + 2 * tonumber(ARGV[6])
-local setting = (pairs_end - 6) / 2
+local clearing = ARGV[6] == '1'
+local pairs_end = 8 + 2 * tonumber(ARGV[7]) - 1
+local setting = (pairs_end - 7) / 2
+local changing = nil
+local function changed()
+  if changing == nil then
+    changing = {}
+    for i = 8, pairs_end, 2 do changing[ARGV[i]] = true end
+    for i = pairs_end + 1, #ARGV do changing[ARGV[i]] = true end
+  end
+  return changing
+end
 -- HLEN counts the library's own fields too, so passing this test proves the limit holds
-if pairs_end > 6 and (clearing and setting > max_fields or not clearing and length + setting > max_fields) then
+if setting > 0 and (clearing and setting > max_fields or not clearing and length + setting > max_fields) then
   local after = setting
   if not clearing then
-    local changing = {}
-    for i = 7, pairs_end, 2 do changing[ARGV[i]] = true end
-    for i = pairs_end + 1, #ARGV do changing[ARGV[i]] = true end
     after = after + user_field_count()
-    for name, _ in pairs(changing) do
+    for name, _ in pairs(changed()) do
       if redis.call('HEXISTS', key, name) == 1 then after = after - 1 end
     end
   end
-  if after > max_fields then return {TOO_MANY_FIELDS} end
+  if after > max_fields then return refuse(TOO_MANY_FIELDS) end
+end
+if setting > 0 then
+  local incoming = 0
+  for i = 8, pairs_end do incoming = incoming + #ARGV[i] end
+  local function removing(name) return changed()[name] or clearing and not is_reserved(name) end
+  if not within_size(tonumber(ARGV[5]), incoming, removing) then return refuse(TOO_BIG) end
 end
 if clearing then
   for _, name in ipairs(redis.call('HKEYS', key)) do
@@ -166,24 +218,27 @@ if clearing then
   end
 end
 if #ARGV > pairs_end then in_slices('HDEL', pairs_end + 1, #ARGV) end
-if pairs_end > 6 then in_slices('HSET', 7, pairs_end) end
+if setting > 0 then in_slices('HSET', 8, pairs_end) end
 return {OK}
 """
 
-# ARGV[4] max fields, ARGV[5] field, ARGV[6] amount, ARGV[7] 'int' or 'float'.
-# The new value is returned as text: a Lua number is a double, which would round a 64-bit
-# counter beyond 2^53.
+# ARGV[4] max fields, ARGV[5] max session bytes, ARGV[6] field, ARGV[7] amount, ARGV[8] 'int' or
+# 'float'. The new value is returned as text: a Lua number is a double, which would round a
+# 64-bit counter beyond 2^53.
 INCR = PRELUDE + """
 local length = open()
 if length <= 0 then return {length} end
-local field = ARGV[5]
+local field = ARGV[6]
 local max_fields = tonumber(ARGV[4])
 if length >= max_fields and redis.call('HEXISTS', key, field) == 0 and user_field_count() >= max_fields then
-  return {TOO_MANY_FIELDS}
+  return refuse(TOO_MANY_FIELDS)
 end
+-- the number written is at most NUMBER_BYTES long (HINCRBYFLOAT's %.17Lg included)
+local function removing(name) return name == field end
+if not within_size(tonumber(ARGV[5]), #field + NUMBER_BYTES, removing) then return refuse(TOO_BIG) end
 local command = 'HINCRBY'
-if ARGV[7] == 'float' then command = 'HINCRBYFLOAT' end
-local result = redis.pcall(command, key, field, ARGV[6])
+if ARGV[8] == 'float' then command = 'HINCRBYFLOAT' end
+local result = redis.pcall(command, key, field, ARGV[7])
 if type(result) == 'table' and result['err'] then return {FIELD_ERROR, result['err']} end
 if type(result) == 'number' and (result >= 9007199254740992 or result <= -9007199254740992) then
   result = redis.call('HGET', key, field)
@@ -213,12 +268,19 @@ return {OK, fields}
 
 # The second half of regenerate(): write what TAKE returned under the new id (a separate step,
 # since RENAME fails across cluster slots). ARGV[4..] the field/value pairs of the old session,
-# creation time included, so regeneration never extends the absolute deadline.
+# creation time included, so regeneration never extends the absolute deadline. SIZE is counted
+# afresh: the fields are all here, and bind_user() may have changed one.
 COPY = PRELUDE + """
 if redis.call('EXISTS', key) == 1 then return {TAKEN} end
 in_slices('HSET', 4, #ARGV)
 -- a session created by bind_user() on a first visit starts its lifetime now
 redis.call('HSETNX', key, CREATED, redis.call('TIME')[1])
+local size = 0
+local flat = redis.call('HGETALL', key)
+for index = 1, #flat, 2 do
+  if flat[index] ~= SIZE then size = size + #flat[index] + #flat[index + 1] end
+end
+redis.call('HSET', key, SIZE, size)
 local ttl = ttl_for_existing()
 if ttl <= 0 then return {GONE} end
 redis.call('EXPIRE', key, ttl)
@@ -245,7 +307,8 @@ return {OK, user}
 
 # Flash messages are fields FLASH .. '<sequence>' holding '<category>\\0<message>': in the
 # session hash (one key, one slot), hidden from load() and iteration.
-# ARGV[4] max pending messages, ARGV[5] the entry, '<category>\\0<message>' (see value.encode_flash).
+# ARGV[4] max pending messages, ARGV[5] max session bytes, ARGV[6] the entry,
+# '<category>\\0<message>' (see value.encode_flash).
 FLASH = PRELUDE + """
 local length = open()
 if length <= 0 then return {length} end
@@ -254,7 +317,10 @@ local pending = 0
 for _, name in ipairs(redis.call('HKEYS', key)) do
   if is_flash(name) then pending = pending + 1 end
 end
-if pending >= tonumber(ARGV[4]) then return {TOO_MANY_FIELDS} end
+if pending >= tonumber(ARGV[4]) then return refuse(TOO_MANY_FIELDS) end
+-- the entry's field name is FLASH and a 12-digit sequence; the sequence field may be new too
+local incoming = #ARGV[6] + #FLASH + 12 + #FLASH_SEQUENCE + NUMBER_BYTES
+if not within_size(tonumber(ARGV[5]), incoming, function() return false end) then return refuse(TOO_BIG) end
 local sequence = redis.pcall('HINCRBY', key, FLASH_SEQUENCE, 1)
 if type(sequence) ~= 'number' then
   -- a damaged counter (not an integer): continue after the newest message still waiting
@@ -267,7 +333,7 @@ if type(sequence) ~= 'number' then
   sequence = sequence + 1
   redis.call('HSET', key, FLASH_SEQUENCE, sequence)
 end
-redis.call('HSET', key, FLASH .. string.format('%012d', sequence), ARGV[5])
+redis.call('HSET', key, FLASH .. string.format('%012d', sequence), ARGV[6])
 return {OK}
 """
 

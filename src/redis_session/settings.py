@@ -74,6 +74,11 @@ SETTINGS: tuple[Setting, ...] = (
             "largest value one field may hold, in bytes; a larger write raises SessionLimitError"),
     Setting("max-fields", "max_fields", int, 1000,
             "most fields one session may hold; a write past it raises SessionLimitError"),
+    Setting("max-name-bytes", "max_name_bytes", int, 256,
+            "longest field name, in UTF-8 bytes; a longer one raises SessionLimitError before Redis is asked"),
+    Setting("max-session-bytes", "max_session_bytes", int, 1024 * 1024,
+            "most bytes (field names and values together) one session may hold; a write past it raises "
+            "SessionLimitError and writes nothing (checked on the server, atomically with max-fields)"),
     Setting("max-per-user", "max_per_user", int, 0,
             "most sessions one user (bind_user) may hold; the oldest is ended past it (0: no limit)"),
     Setting("max-cookie-length", "max_cookie_length", int, 512,
@@ -110,6 +115,8 @@ class SessionSettings:
     redis_timeout: float = 2.0
     max_value_bytes: int = 128 * 1024
     max_fields: int = 1000
+    max_name_bytes: int = 256
+    max_session_bytes: int = 1024 * 1024
     max_per_user: int = 0
     max_cookie_length: int = 512
     redis_wait_replicas: int = 0

@@ -105,6 +105,9 @@ def problems_of(settings: SessionSettings, describe: Callable[[str], str]) -> li
         found.append(f"{describe('max-value-bytes')}: must be positive, got {settings.max_value_bytes}")
     if settings.max_fields <= 0:
         found.append(f"{describe('max-fields')}: must be positive, got {settings.max_fields}")
+    for key, value in (("max-name-bytes", settings.max_name_bytes), ("max-session-bytes", settings.max_session_bytes)):
+        if value <= 0:
+            found.append(f"{describe(key)}: must be positive, got {value}")
     if settings.max_per_user < 0:
         found.append(f"{describe('max-per-user')}: must be 0 (no limit) or positive, got {settings.max_per_user}")
     if settings.max_cookie_length < 64:

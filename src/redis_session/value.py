@@ -164,13 +164,41 @@ def encode(name: str, value: Any) -> bytes | None:
     if isinstance(value, (dict, list)):
         try:
             text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-            return text.encode("utf-8")
+            data = text.encode("utf-8")
         except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as error:
             raise SessionTypeError(f"session field {name!r}: the {type(value).__name__} is not JSON-serialisable: {error}") from None
+        # json.dumps turns 1, True and None keys into strings and tuples into lists without a
+        # word: {1: "a", "1": "b"} would read back as {"1": "b"}. What would not read back as
+        # written is refused instead.
+        if json.loads(text) != value:
+            loss = _json_loss(value, "the " + type(value).__name__) or "it would not read back as written"
+            raise SessionTypeError(f"session field {name!r}: {loss}; nothing was written")
+        return data
     raise SessionTypeError(
         f"session field {name!r}: cannot store a {type(value).__name__}; store str, bytes, int, "
         "float, bool, dict or list (None deletes the field)"
     )
+
+
+def _json_loss(value: Any, where: str) -> str | None:
+    """What in ``value`` JSON would not give back as it is (a non-str key, a tuple), for the
+    error message of :func:`encode`."""
+    if isinstance(value, tuple):
+        return f"{where} holds a tuple, which JSON reads back as a list; store a list"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (f"{where} has the {type(key).__name__} key {key!r}, which JSON reads back as the "
+                        f"str {json.dumps(key)!r}; use str keys")
+            found = _json_loss(item, f"{where}[{key!r}]")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _json_loss(item, f"{where}[{index}]")
+            if found:
+                return found
+    return None
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
