@@ -11,6 +11,7 @@ from typing import Any
 
 import flask
 import pytest
+import redis
 import tornado.web
 
 from redis_session import ConfigurationError, ConfigurationWarning, SessionUnavailableError, StoreRefusedError
@@ -70,22 +71,56 @@ def guarded_server(own_redis_server: RedisServer) -> RedisServer:
     client.config_set("requirepass", "right-one")
     client.execute_command("AUTH", "right-one")
     client.execute_command("ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "+@all", "-evalsha", "-eval", "-script")
+    # PING works for both: only the commands the scripts run, or the key pattern, are missing
+    client.execute_command("ACL", "SETUSER", "nohset", "on", ">pw", "~*", "+@all", "-hset")
+    client.execute_command("ACL", "SETUSER", "elsewhere", "on", ">pw", "~elsewhere:*", "+@all")
     client.close()
     return own_redis_server
 
 
-def test_setup_session_with_check_store_reports_a_wrong_password(guarded_server, prefix):
-    """A wrong password is a StoreRefusedError (a ConfigurationError) at start-up, naming what to
-    fix and never the password."""
-    app = application(redis_session=app_settings(f"redis://:wrong-one@127.0.0.1:{guarded_server.port}/0", prefix))
-    with pytest.raises(StoreRefusedError, match="user name or password") as raised:
-        setup_session(app, check_store=True)
+def flask_app(url: str, prefix: str) -> flask.Flask:
+    app = flask.Flask("refused")
+    app.config.update(SECRET_KEY=COOKIE_SECRET, SESSION_REDIS=url, SESSION_REDIS_PREFIX=prefix)
+    return app
+
+
+@pytest.mark.parametrize("framework", ["tornado", "flask"])
+@pytest.mark.parametrize(("url_user", "phrase"), [
+    (":wrong-one", "user name or password"),
+    ("noscripts:pw", "lacks a permission"),
+    ("nohset:pw", "lacks a permission"),
+    ("elsewhere:pw", "lacks a permission"),
+])
+def test_setup_session_with_check_store_reports_what_the_store_refuses(guarded_server, prefix, framework, url_user, phrase):
+    """``setup_session(app, check_store=True)`` sends every kind of command a request will (a
+    PING alone passes for a user without HSET, or without the key pattern), so a wrong password
+    or a missing ACL permission stops the app before it serves: a StoreRefusedError naming what
+    to fix and never the password."""
+    url = f"redis://{url_user}@127.0.0.1:{guarded_server.port}/0"
+    with pytest.raises(StoreRefusedError, match=phrase) as raised:
+        if framework == "tornado":
+            setup_session(application(redis_session=app_settings(url, prefix)), check_store=True)
+        else:
+            setup_flask_session(flask_app(url, prefix), check_store=True)
     assert "wrong-one" not in str(raised.value)
+
+
+@pytest.mark.parametrize("framework", ["tornado", "flask"])
+def test_a_passing_start_up_check_leaves_nothing_in_the_store(guarded_server, prefix, framework):
+    """The probe session and the probe user index the check uses are gone once it passes."""
+    url = f"redis://:right-one@127.0.0.1:{guarded_server.port}/0"
+    if framework == "tornado":
+        setup_session(application(redis_session=app_settings(url, prefix)), check_store=True)
+    else:
+        setup_flask_session(flask_app(url, prefix), check_store=True)
+    client = redis.Redis(host="127.0.0.1", port=guarded_server.port, password="right-one")
+    assert list(client.scan_iter(match=f"{prefix}*")) == []
 
 
 @pytest.mark.parametrize(("url_user", "phrase"), [
     (":wrong-one", "user name or password"),
     ("noscripts:pw", "lacks a permission"),
+    ("nohset:pw", "lacks a permission"),
 ])
 def test_a_store_that_refuses_the_configuration_answers_500_and_logs_one_line(serve, guarded_server, prefix, caplog, url_user, phrase):
     """Per request, a wrong password or a missing ACL permission answers 500 without Retry-After

@@ -19,7 +19,9 @@ from typing import Any
 
 from .admin import AsyncSessionAdmin, SessionAdmin
 from .aio import AsyncStore
+from .operation import drive
 from .settings import SessionSettings
+from .start_up import probe
 from .store import Store
 
 #: A misconfiguration every request meets is logged at most once per this many seconds.
@@ -79,12 +81,16 @@ class SessionBackend:
         return store
 
     def check_store(self) -> None:
-        """Ask the blocking store for a reply now (a start-up check; it blocks).
+        """Ask the blocking store for a reply now, then send it every kind of command a request
+        will, on a probe session (see :mod:`redis_session.start_up`); a start-up check: it blocks.
 
         :raises SessionUnavailableError: when the store does not answer.
-        :raises ConfigurationError: when it answers but refuses this configuration.
+        :raises StoreRefusedError: when it answers but refuses this configuration (a wrong
+            password, a missing ACL permission or key pattern, a read-only replica).
         """
-        self.store.check()
+        store = self.store
+        store.check()
+        drive(probe(self.settings), store.execute)
 
     def admin(self) -> SessionAdmin:
         """Per-user session management on the blocking store."""

@@ -255,9 +255,20 @@ def _is_key_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(key, (str, bytes)) and key for key in value)
 
 
-def setup_session(app: flask.Flask) -> RedisSession:
-    """Give ``app`` a ``request.session`` (the call redis-session 0.2.1 users know)."""
-    return RedisSession(app)
+def setup_session(app: flask.Flask, check_store: bool = False) -> RedisSession:
+    """Give ``app`` a ``request.session`` (the call redis-session 0.2.1 users know); with
+    ``check_store``, also send the store every kind of command a request will, now, so a store
+    that does not answer or refuses this configuration stops the app before it serves.
+
+    :raises ConfigurationError: listing every problem with ``SECRET_KEY`` and the ``SESSION_*``
+        keys; with ``check_store``, :class:`StoreRefusedError` (a wrong password, a missing ACL
+        permission or key pattern, a read-only replica).
+    :raises SessionUnavailableError: with ``check_store``, when the store does not answer.
+    """
+    extension = RedisSession(app)
+    if check_store:
+        _sessions(app).check_store()
+    return extension
 
 
 def session_admin(app: flask.Flask | None = None) -> SessionAdmin:

@@ -61,13 +61,19 @@ _REDIS_PACKAGE = os.sep + "redis" + os.sep
 MASTER_CHECK_SECONDS = 1.0
 
 
+_MISSING_PERMISSION = (
+    "the Redis user lacks a permission the sessions need: EVALSHA, EVAL and SCRIPT LOAD, the commands the "
+    "scripts run (+@hash, +@keyspace, +@sortedset, +@string: HSET, HGETALL, EXPIRE, DEL, ZADD, SET, ...), PING "
+    "and WAIT, on keys under the session prefix: grant them with ACL SETUSER"
+)
 #: Replies of a store that answers but will not work with this configuration, and what to fix.
 REFUSALS = (
     ("WRONGPASS", "the user name or password in the store URL is wrong"),
     ("invalid username-password", "the user name or password in the store URL is wrong"),
     ("NOAUTH", "the server needs a password: put it in the store URL"),
-    ("NOPERM", "the Redis user lacks a permission the sessions need (EVALSHA, SCRIPT LOAD, PING, HMGET, HGETALL, "
-               "HKEYS, EXPIRE, EXISTS, ZRANGE, WAIT on keys under the prefix): grant it with ACL SETUSER"),
+    ("NOPERM", _MISSING_PERMISSION),
+    # what Redis says when a command inside a script is denied (a plain ResponseError)
+    ("The user executing the script can't", _MISSING_PERMISSION),
     ("DB index is out of range", "the database number in the store URL does not exist on this server"),
     ("MOVED", "this server is a cluster node: use a redis+cluster:// URL"),
     ("Cluster mode is not enabled", "this server is not a cluster node: use a redis:// URL"),
@@ -85,7 +91,7 @@ def refusal(error: BaseException) -> str | None:
     if isinstance(error, (redis.exceptions.AuthenticationError, redis.exceptions.AuthenticationWrongNumberOfArgsError)):
         return "the server refused the login: check the user name and password in the store URL"
     if isinstance(error, redis.exceptions.NoPermissionError):
-        return REFUSALS[3][1]
+        return _MISSING_PERMISSION
     return None
 
 
