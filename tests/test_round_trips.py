@@ -7,6 +7,7 @@ counted inside redis-py's connection class, as bench/apps.py counts them.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -135,6 +136,23 @@ def test_each_operation_is_one_round_trip_with_its_ttl_refresh(new_session, roun
         "flashes": session.flashes, "destroy": session.destroy, "regenerate": session.regenerate,
     }
     assert cost(round_trips, calls[operation]) == expected
+
+
+@pytest.mark.parametrize(("hash_ids", "first_use"), [(True, 3), (False, 1)])
+def test_a_session_stored_under_its_id_costs_two_more_round_trips_once(new_session, round_trips, redis_server, prefix,
+                                                                        hash_ids, first_use):
+    """A session an older release stored under its id (32 characters) is moved to a hashed key on
+    its first use: take + copy + the read itself; every later read is one round trip again. With
+    hash_ids off it is used where it is."""
+    old_id = secrets.token_urlsafe(24)
+    redis_server.client().hset(session_key(prefix, old_id), mapping={"a": "1", "b": "2"})
+    warm = new_session(hash_ids=hash_ids)  # a store of these settings, connected, scripts loaded
+    warm.x = 1
+    warm.regenerate()
+    session = new_session(old_id, hash_ids=hash_ids)
+    assert cost(round_trips, lambda: session.a) == first_use
+    assert cost(round_trips, lambda: session.b) == 1
+    assert (session.session_id != old_id) is hash_ids
 
 
 def test_binding_and_listing_users_cost_what_the_readme_says(new_session, round_trips, registry, prefix, redis_server):
