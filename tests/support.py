@@ -279,8 +279,11 @@ class Hammers:
     long-lived store objects (no restart, no new client) with ``incr`` and with ``set``/``get``,
     recording every call."""
 
-    def __init__(self, url: str) -> None:
-        self.settings = topology_settings(url, redis_timeout=FAILOVER_TIMEOUT)
+    def __init__(self, url: str, **settings: Any) -> None:
+        self.settings = topology_settings(url, redis_timeout=FAILOVER_TIMEOUT, **settings)
+        #: Per incr hammer, after check(): acknowledged increments the store no longer holds
+        #: (negative: increments it holds that were answered 503, which is allowed).
+        self.lost: dict[str, int] = {}
         self.store = Store.connect(self.settings)
         self.stop = threading.Event()
         self.logs = {f"{mode} {kind}": HammerLog(kind) for mode in ("sync", "async") for kind in HAMMER_KINDS}
@@ -358,6 +361,8 @@ class Hammers:
                 assert held == acknowledged[-1], f"{label} ({name}): last incr returned {acknowledged[-1]}, master holds {held}"
                 same_session = log.final_session_id == self.session_ids[name]
                 lost = (1 + len(acknowledged) - held) if held is not None and same_session else None
+                if lost is not None:
+                    self.lost[name] = lost
                 detail = f"acknowledged increments lost: {lost}"
             else:
                 written = [record.value for record in records if record.operation == "set" and record.outcome == "ok"]

@@ -20,7 +20,7 @@ from redis_session.aio import AsyncSession, AsyncStore
 from redis_session.errors import SessionUnavailableError
 from redis_session.protocol import session_handle, session_key
 from redis_session.session import Session
-from redis_session.store import MASTER_CHECK_SECONDS, Store
+from redis_session.store import MASTER_CHECK_SECONDS, REPLICA_COOL_DOWN_SECONDS, Store
 from tests import redis_topologies
 from tests.redis_topologies import SentinelSetup
 from tests.support import (
@@ -157,6 +157,52 @@ def test_too_few_replicas_log_a_warning_and_the_logout_still_succeeds(
 
 
 @pytest.mark.sentinel
+def test_a_missing_replica_costs_one_wait_timeout_then_a_cool_down(
+    sentinel_setup: SentinelSetup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the replica frozen, the first logout waits out the WAIT timeout and starts a cool-down
+    (one warning): the next logouts return at once (unreplicated, counted) and durable writes
+    answer 503 at once, instead of each blocking for the timeout. After the cool-down, with the
+    replica back, WAIT is used again and one line reports what the cool-down cost."""
+    sentinel_setup.wait_healthy()
+    timeout = 0.4
+    settings = topology_settings(sentinel_setup.url(), redis_wait_replicas=1, redis_wait_timeout=timeout,
+                                 redis_durable_writes=True)
+    store = Store.connect(settings)
+    replica = sentinel_setup.replicas()[0]
+    try:
+        sessions = [new_session(store, settings) for _ in range(6)]
+        with caplog.at_level("WARNING", logger="redis_session"):
+            replica.pause()
+            try:
+                started = time.monotonic()
+                sessions[0].destroy()
+                first = time.monotonic() - started
+                started = time.monotonic()
+                for session in sessions[1:4]:
+                    session.destroy()
+                rest = time.monotonic() - started
+                started = time.monotonic()
+                with pytest.raises(SessionUnavailableError, match="durable writes are refused"):
+                    sessions[4].note = "not confirmed"
+                refused_after = time.monotonic() - started
+            finally:
+                replica.resume()
+            assert first >= timeout * 0.9
+            assert rest < timeout and refused_after < timeout
+            assert all(session.session_id is None for session in sessions[:4])
+            warnings = [record.getMessage() for record in caplog.records if record.name == "redis_session"]
+            assert len(warnings) == 1 and "0 of 1 replicas" in warnings[0], warnings
+            time.sleep(REPLICA_COOL_DOWN_SECONDS)
+            sessions[5].note = "confirmed"  # the replica is back: the write waits and succeeds
+        warnings = [record.getMessage() for record in caplog.records if record.name == "redis_session"]
+        assert len(warnings) == 2
+        assert "3 logout(s) went unreplicated" in warnings[1] and "1 durable write(s) answered 503" in warnings[1]
+    finally:
+        store.close()
+
+
+@pytest.mark.sentinel
 def test_admin_deletes_wait_for_the_replica(sentinel_setup: SentinelSetup) -> None:
     """SessionAdmin.delete/revoke_user and ``redis-session delete`` with
     --session-redis-wait-replicas=1 return once the replica no longer has the sessions."""
@@ -248,6 +294,36 @@ def test_sentinel_failover_answers_unavailable_then_recovers(sentinel_setup: Sen
           f"{recovered - fault:.2f}s")
     hammers.check(fault, recovered, "sentinel-failover", record_property,
                   lambda session_id, name: hits_on(sentinel_setup.master(), hammers.settings, session_id, name))
+
+
+@pytest.mark.sentinel
+@pytest.mark.parametrize("durable", [False, True], ids=["durable-writes-off", "durable-writes-on"])
+def test_durable_writes_lose_no_acknowledged_increment_in_a_failover(
+    sentinel_setup: SentinelSetup, record_property: Any, durable: bool
+) -> None:
+    """SENTINEL FAILOVER under load, counting acknowledged increments the new master does not
+    hold. With --session-redis-durable-writes every write waits for the replica, so none is lost
+    (an increment the replica did not confirm answered 503 instead); without it the count is
+    printed (asynchronous replication loses what the old master acknowledged last)."""
+    sentinel_setup.wait_healthy()
+    hammers = Hammers(sentinel_setup.url(), redis_wait_replicas=1, redis_wait_timeout=0.3, redis_durable_writes=durable)
+    try:
+        hammers.start(sentinel_seeds(hammers))
+        time.sleep(0.5)
+        fault = time.monotonic()
+        sentinel_setup.failover()
+        sentinel_setup.wait_healthy()
+        recovered = time.monotonic()
+        hammers.wait_for_successes(recovered)
+        time.sleep(0.3)
+    finally:
+        hammers.finish()
+    label = "durable-failover" if durable else "async-replication-failover"
+    hammers.check(fault, recovered, label, record_property,
+                  lambda session_id, name: hits_on(sentinel_setup.master(), hammers.settings, session_id, name))
+    assert hammers.lost, "no incr hammer kept its session through the failover"
+    if durable:
+        assert max(hammers.lost.values()) <= 0, f"acknowledged increments lost with durable writes: {hammers.lost}"
 
 
 @pytest.mark.sentinel

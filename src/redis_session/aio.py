@@ -24,7 +24,7 @@ from .errors import SessionTypeError
 from .identity import fingerprint
 from .operation import CookieSink, Number, Operation, T, categories_of, drive_async, merge_updates
 from .protocol import PIPELINES, Call, session_handle
-from .scripts import SCRIPTS, SHAS
+from .scripts import script_set_for
 from .settings import SessionSettings
 from .store import CALL_ERRORS, NO_WAIT, STORE_ERRORS, StoreRules, WaitPolicy
 from .value import Value
@@ -55,6 +55,9 @@ class AsyncStore:
         self.owns_client = owns_client
         # no stall pause: a coroutine waiting for a stalled Redis holds nothing else up
         self.rules = StoreRules(self.name, wait, 0.0, client)
+        self.scripts = script_set_for(client)
+        #: Scripts this store has loaded itself (see _send_and_wait).
+        self._loaded: set[str] = set()
         self._sentinels = sentinel_clients(client)
 
     @classmethod
@@ -97,25 +100,35 @@ class AsyncStore:
             return pipelines.reply(call, await pipeline.execute(raise_on_error=False))
         if self.rules.waits_after(call):
             return await self._send_and_wait(call)
-        sha = SHAS[call.script]
+        sha = self.scripts.shas[call.script]
         keys = (call.key, *call.more_keys)
         try:
             return await self.client.evalsha(sha, len(keys), *keys, *call.args)
         except redis.exceptions.NoScriptError:
-            await self.client.script_load(SCRIPTS[call.script])
+            await self.client.script_load(self.scripts.sources[call.script])
             return await self.client.evalsha(sha, len(keys), *keys, *call.args)
 
     async def _send_and_wait(self, call: Call) -> Any:
         """The script, then WAIT, in one round trip (see :meth:`Store._send_and_wait`)."""
-        pipeline = self.client.pipeline(transaction=False)
         keys = (call.key, *call.more_keys)
-        pipeline.execute_command("EVAL", SCRIPTS[call.script], len(keys), *keys, *call.args)
-        pipeline.execute_command(*self.rules.wait.command(), **wait_target(self.client, call.key))
-        reply, acknowledged = await pipeline.execute(raise_on_error=False)
-        if isinstance(reply, Exception):
-            raise reply
-        self.rules.check_acknowledged(acknowledged)
-        return reply
+        if call.script not in self._loaded:
+            # loaded before its first use here, so that use is not a NOSCRIPT after which the
+            # WAIT (already sent in the same pipeline) has to be sent again
+            await self.client.script_load(self.scripts.sources[call.script])
+            self._loaded.add(call.script)
+        for attempt in (1, 2):
+            pipeline = self.client.pipeline(transaction=False)
+            pipeline.execute_command("EVALSHA", self.scripts.shas[call.script], len(keys), *keys, *call.args)
+            pipeline.execute_command(*self.rules.wait.command(), **wait_target(self.client, call.key))
+            reply, acknowledged = await pipeline.execute(raise_on_error=False)
+            if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
+                await self.client.script_load(self.scripts.sources[call.script])
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            self.rules.check_acknowledged(call, acknowledged)
+            return reply
+        raise AssertionError("unreachable")
 
     async def follow_master(self) -> None:
         """Behind sentinels, move the pool to a new master (see :meth:`Store.follow_master`).

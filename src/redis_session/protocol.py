@@ -66,6 +66,8 @@ COMMANDS = "commands"
 PIPELINES = frozenset({PLAIN_READ, COMMANDS})
 #: Calls that end a session: a store with session-redis-wait-replicas follows them with WAIT.
 ENDING_SCRIPTS = frozenset({"destroy", "take"})
+#: Calls that change what is stored: with session-redis-durable-writes, each is followed by WAIT.
+WRITING_SCRIPTS = frozenset({"write", "incr", "flash", "flashes", "copy", "take", "destroy", "user_index"})
 
 
 def constants(namespace: type) -> dict[str, Any]:

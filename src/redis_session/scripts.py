@@ -14,6 +14,7 @@ once, in Python.
 from __future__ import annotations
 
 import hashlib
+from typing import Any, NamedTuple
 
 from .protocol import (
     CREATED_FIELD,
@@ -239,7 +240,11 @@ if not within_size(tonumber(ARGV[5]), #field + NUMBER_BYTES, removing) then retu
 local command = 'HINCRBY'
 if ARGV[8] == 'float' then command = 'HINCRBYFLOAT' end
 local result = redis.pcall(command, key, field, ARGV[7])
-if type(result) == 'table' and result['err'] then return {FIELD_ERROR, result['err']} end
+if type(result) == 'table' and result['err'] then
+  -- full memory is the store's problem (a 503), not the field's
+  if string.sub(tostring(result['err']), 1, 3) == 'OOM' then return result end
+  return {FIELD_ERROR, result['err']}
+end
 if type(result) == 'number' and (result >= 9007199254740992 or result <= -9007199254740992) then
   result = redis.call('HGET', key, field)
 end
@@ -375,7 +380,8 @@ if remaining == 0 then redis.call('HDEL', key, FLASH_SEQUENCE) end
 return {OK, popped}
 """
 
-SCRIPTS: dict[str, str] = {
+#: Every script without its first line: the source fakeredis runs (see script_set_for).
+SOURCES: dict[str, str] = {
     "read": READ,
     "write": WRITE,
     "incr": INCR,
@@ -387,5 +393,37 @@ SCRIPTS: dict[str, str] = {
     "user_index": USER_INDEX,
 }
 
-#: The SHA1 each script is known by to EVALSHA (what SCRIPT LOAD answers).
-SHAS: dict[str, str] = {name: hashlib.sha1(source.encode("utf-8")).hexdigest() for name, source in SCRIPTS.items()}
+# Redis 7 script flags, declared on a script's first line. A script that declares flags and not
+# allow-oom is refused as a whole, before it runs, while Redis is over maxmemory (an OOM error:
+# a 503). Without flags Redis would refuse only the script's first memory-growing command, after
+# the EXPIRE every script starts with, and then let the rest of the script grow memory past the
+# limit: every request's first write got through. Scripts that only read, delete or shrink a
+# session say allow-oom, so reads and logouts keep working while memory is full.
+SHRINKING = frozenset({"read", "destroy", "flashes"})
+
+
+def _first_line(name: str) -> str:
+    return "#!lua flags=allow-oom\n" if name in SHRINKING else "#!lua\n"
+
+
+class ScriptSet(NamedTuple):
+    """The scripts one store sends, and the SHA1 each is known by to EVALSHA."""
+
+    sources: dict[str, str]
+    shas: dict[str, str]
+
+    @classmethod
+    def of(cls, sources: dict[str, str]) -> ScriptSet:
+        return cls(sources, {name: hashlib.sha1(source.encode("utf-8")).hexdigest() for name, source in sources.items()})
+
+
+#: What a Redis server runs (7.0 or newer: the first line declares the script's flags).
+FLAGGED = ScriptSet.of({name: _first_line(name) + source for name, source in SOURCES.items()})
+#: What the embedded store (fakeredis, which knows no flags) runs.
+UNFLAGGED = ScriptSet.of(SOURCES)
+SCRIPTS, SHAS = FLAGGED
+
+
+def script_set_for(client: Any) -> ScriptSet:
+    """The scripts for ``client``: fakeredis cannot parse a flags line (and has no maxmemory)."""
+    return UNFLAGGED if type(client).__module__.startswith("fakeredis") else FLAGGED

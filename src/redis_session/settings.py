@@ -89,6 +89,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis-wait-timeout", "redis_wait_timeout", float, 1.0,
             "seconds WAIT may block for those replicas (shorter than redis-timeout); past it a warning "
             "is logged and the logout still succeeds"),
+    Setting("redis-durable-writes", "redis_durable_writes", bool, False,
+            "follow every write (not only logouts) with WAIT for session-redis-wait-replicas replicas: an "
+            "acknowledged write survives a failover; one the replicas do not confirm answers 503"),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -121,6 +124,7 @@ class SessionSettings:
     max_cookie_length: int = 512
     redis_wait_replicas: int = 0
     redis_wait_timeout: float = 1.0
+    redis_durable_writes: bool = False
     #: Clients the application handed over instead of a URL (at most one per I/O model); they
     #: stay the application's: the library never closes them. Not part of equality: a client
     #: is not a value.

@@ -133,6 +133,11 @@ def _wait_problems(settings: SessionSettings, scheme: str, describe: Callable[[s
         )
     if replicas > 0 and scheme == "memory":
         found.append(f"{describe('redis-wait-replicas')}: a memory:// store has no replicas to wait for; use 0")
+    if settings.redis_durable_writes and replicas <= 0:
+        found.append(
+            f"{describe('redis-durable-writes')}: waits for {describe('redis-wait-replicas')} replicas, which is 0; "
+            "set it to the number of replicas (all of them, so whichever is promoted holds every acknowledged write)"
+        )
     return found
 
 

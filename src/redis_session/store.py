@@ -23,8 +23,8 @@ from . import pipelines
 from .addresses import describe_url
 from .clients import BLOCKING, client_for, describe_client, sentinel_clients, sentinel_pool, wait_target
 from .errors import SessionUnavailableError, StoreRefusedError
-from .protocol import ENDING_SCRIPTS, PIPELINES, Call
-from .scripts import SCRIPTS, SHAS
+from .protocol import ENDING_SCRIPTS, PIPELINES, WRITING_SCRIPTS, Call
+from .scripts import script_set_for
 from .settings import SessionSettings
 
 logger = logging.getLogger("redis_session")
@@ -126,18 +126,27 @@ def as_dropped_connection(error: Exception) -> Exception:
 
 
 class WaitPolicy(NamedTuple):
-    """``WAIT replicas timeout`` after every call that ends a session (``replicas`` 0: never).
+    """``WAIT replicas timeout`` after every call that ends a session, and with ``durable_writes``
+    after every call that writes (``replicas`` 0: never).
 
     Redis replication is asynchronous: a delete acknowledged by a master that fails before its
-    replicas copied it is undone by the failover, and a logged-out session comes back.
+    replicas copied it is undone by the failover, and a logged-out session comes back; a write
+    acknowledged that way is lost (a counter goes backwards).
     """
 
     replicas: int = 0
     timeout: float = 1.0
+    durable_writes: bool = False
 
     @classmethod
     def of(cls, settings: SessionSettings) -> WaitPolicy:
-        return cls(settings.redis_wait_replicas, settings.redis_wait_timeout)
+        return cls(settings.redis_wait_replicas, settings.redis_wait_timeout, settings.redis_durable_writes)
+
+    def covers(self, call: Call) -> bool:
+        """Whether ``call`` is followed by WAIT."""
+        return bool(self.replicas) and (
+            call.script in ENDING_SCRIPTS or self.durable_writes and call.script in WRITING_SCRIPTS
+        )
 
     def command(self) -> tuple[Any, ...]:
         """The WAIT command (Redis takes the timeout in milliseconds; 0 would block forever)."""
@@ -146,6 +155,12 @@ class WaitPolicy(NamedTuple):
 
 #: The default: nothing waits for replicas (no extra command, no extra round trip).
 NO_WAIT = WaitPolicy()
+#: After a WAIT the replicas did not answer, how long a store stops waiting for them.
+REPLICA_COOL_DOWN_SECONDS = 5.0
+
+
+class ReplicasMissing(Exception):
+    """Fewer replicas than session-redis-wait-replicas confirmed a write (the cause of a 503)."""
 
 
 class StoreRules:
@@ -161,6 +176,10 @@ class StoreRules:
         self.stall_pause = stall_pause
         self.sentinel_pool = sentinel_pool(client)
         self._quiet_until = 0.0
+        #: Until then replicas are taken to be missing (see waits_after), and what that cost.
+        self._replicas_missing_until = 0.0
+        self._unreplicated_logouts = 0
+        self._refused_writes = 0
         # math.inf: stores that are not behind sentinels never check (one float compare per call)
         self._next_master_check = 0.0 if self.sentinel_pool is not None else math.inf
 
@@ -186,7 +205,40 @@ class StoreRules:
         return True
 
     def waits_after(self, call: Call) -> bool:
-        return bool(self.wait.replicas) and call.script in ENDING_SCRIPTS
+        """Whether to follow ``call`` with WAIT.
+
+        Not while replicas are known to be missing (a WAIT they did not answer less than
+        REPLICA_COOL_DOWN_SECONDS ago): each such call would block its request for the whole
+        WAIT timeout (a blocking app: the whole IOLoop), and a failover took a blocking app from
+        1,500 to under 10 requests a second. Meanwhile a logout goes unreplicated (it is done on
+        the master, and counted), and a durable write answers 503 at once: acknowledging it
+        without a replica would break the promise the setting makes.
+
+        :raises SessionUnavailableError: for a durable write during the cool-down.
+        """
+        if not self.wait.covers(call):
+            return False
+        if self._replicas_missing_until:
+            if time.monotonic() < self._replicas_missing_until:
+                if call.script in ENDING_SCRIPTS:
+                    self._unreplicated_logouts += 1
+                    return False
+                self._refused_writes += 1
+                raise SessionUnavailableError(self.name, ReplicasMissing(
+                    f"replicas did not confirm a write a moment ago (session-redis-wait-replicas={self.wait.replicas}); "
+                    f"durable writes are refused for {REPLICA_COOL_DOWN_SECONDS:g} s"
+                ))
+            self._end_cool_down()
+        return True
+
+    def _end_cool_down(self) -> None:
+        self._replicas_missing_until = 0.0
+        logouts, writes = self._unreplicated_logouts, self._refused_writes
+        self._unreplicated_logouts = self._refused_writes = 0
+        logger.warning(
+            "session store %s: waiting for replicas again; while they were missing %d logout(s) went unreplicated "
+            "and %d durable write(s) answered 503", self.name, logouts, writes,
+        )
 
     def retry_or_fail(self, call: Call, error: Exception) -> None:
         """Return if ``call`` may be sent once more after its first try failed with ``error``;
@@ -214,25 +266,34 @@ class StoreRules:
             raise SessionUnavailableError(self.name, error) from None
         raise error
 
-    def check_acknowledged(self, acknowledged: Any) -> None:
-        """Log, but do not fail, an ended session fewer replicas confirmed than asked for.
+    def check_acknowledged(self, call: Call, acknowledged: Any) -> None:
+        """Judge the reply to the WAIT that followed ``call``.
 
-        The key is already gone on the master, and answering the logout with an error would only
-        leave the user logged in *and* told otherwise; the warning tells the operator that a
-        failover now could bring the session back. No session id is logged.
+        Too few replicas: the store stops waiting for a cool-down (see :meth:`waits_after`),
+        logged once. A logout is not failed (the key is already gone on the master, and an error
+        would leave the user logged in *and* told otherwise); a durable write is (503): it
+        reached the master, but a failover now could lose it, so it is not acknowledged.
+        No session id is logged.
+
+        :raises SessionUnavailableError: for a durable write too few replicas confirmed.
         """
-        if isinstance(acknowledged, Exception):
+        wanted = self.wait.replicas
+        confirmed = 0 if isinstance(acknowledged, Exception) else int(acknowledged)
+        if confirmed >= wanted:
+            return
+        reason = (f"WAIT failed ({acknowledged})" if isinstance(acknowledged, Exception) else
+                  f"{confirmed} of {wanted} replicas (session-redis-wait-replicas) confirmed within "
+                  f"{self.wait.timeout:g} s (session-redis-wait-timeout)")
+        if not self._replicas_missing_until:
             logger.warning(
-                "session store %s: WAIT after ending a session failed (%s); the session is deleted on the "
-                "master, but no replica confirmed it (session-redis-wait-replicas=%d)",
-                self.name, acknowledged, self.wait.replicas,
+                "session store %s: %s; for %g s logouts are not waited for (a failover then could bring a "
+                "session back) and durable writes answer 503", self.name, reason, REPLICA_COOL_DOWN_SECONDS,
             )
-        elif int(acknowledged) < self.wait.replicas:
-            logger.warning(
-                "session store %s: %d of %d replicas (session-redis-wait-replicas) confirmed ending a session "
-                "within %.3g s (session-redis-wait-timeout); it is deleted on the master, but a failover now "
-                "could bring it back", self.name, int(acknowledged), self.wait.replicas, self.wait.timeout,
-            )
+        self._replicas_missing_until = time.monotonic() + REPLICA_COOL_DOWN_SECONDS
+        if call.script not in ENDING_SCRIPTS:
+            raise SessionUnavailableError(self.name, ReplicasMissing(
+                f"the write reached the master, but {reason}: it could be lost in a failover"
+            ))
 
 
 class Store:
@@ -246,6 +307,9 @@ class Store:
         #: False for the application's own client: closing the store leaves it open.
         self.owns_client = owns_client
         self.rules = StoreRules(self.name, wait, stall_pause, client)
+        self.scripts = script_set_for(client)
+        #: Scripts this store has loaded itself (see _send_and_wait).
+        self._loaded: set[str] = set()
         self._sentinels = sentinel_clients(client)
 
     @classmethod
@@ -295,31 +359,37 @@ class Store:
             return pipelines.reply(call, pipeline.execute(raise_on_error=False))
         if self.rules.waits_after(call):
             return self._send_and_wait(call)
-        sha = SHAS[call.script]
+        sha = self.scripts.shas[call.script]
         keys = (call.key, *call.more_keys)
         try:
             return self.client.evalsha(sha, len(keys), *keys, *call.args)
         except redis.exceptions.NoScriptError:
             # Redis restarted, failed over or dropped its script cache; the script did not run
-            self.client.script_load(SCRIPTS[call.script])
+            self.client.script_load(self.scripts.sources[call.script])
             return self.client.evalsha(sha, len(keys), *keys, *call.args)
 
     def _send_and_wait(self, call: Call) -> Any:
-        """The script, then WAIT, on one connection in one round trip (a plain pipeline).
-
-        EVAL, not EVALSHA: a cluster pipeline refuses ``.eval()`` of a registered script, and a
-        script registered on a pipeline costs a SCRIPT EXISTS round trip first. Sessions end
-        rarely and the source is small.
-        """
-        pipeline = self.client.pipeline(transaction=False)
+        """The script, then WAIT, on one connection in one round trip (a plain pipeline; the
+        script by its SHA, loaded first if the server has lost it)."""
         keys = (call.key, *call.more_keys)
-        pipeline.execute_command("EVAL", SCRIPTS[call.script], len(keys), *keys, *call.args)
-        pipeline.execute_command(*self.rules.wait.command(), **wait_target(self.client, call.key))
-        reply, acknowledged = pipeline.execute(raise_on_error=False)
-        if isinstance(reply, Exception):
-            raise reply
-        self.rules.check_acknowledged(acknowledged)
-        return reply
+        if call.script not in self._loaded:
+            # loaded before its first use here, so that use is not a NOSCRIPT after which the
+            # WAIT (already sent in the same pipeline) has to be sent again
+            self.client.script_load(self.scripts.sources[call.script])
+            self._loaded.add(call.script)
+        for attempt in (1, 2):
+            pipeline = self.client.pipeline(transaction=False)
+            pipeline.execute_command("EVALSHA", self.scripts.shas[call.script], len(keys), *keys, *call.args)
+            pipeline.execute_command(*self.rules.wait.command(), **wait_target(self.client, call.key))
+            reply, acknowledged = pipeline.execute(raise_on_error=False)
+            if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
+                self.client.script_load(self.scripts.sources[call.script])
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            self.rules.check_acknowledged(call, acknowledged)
+            return reply
+        raise AssertionError("unreachable")
 
     def check(self) -> None:
         """Ask the store for a reply (PING), as a start-up check.
