@@ -68,6 +68,13 @@ class SessionStateError(RedisSessionError, RuntimeError):
     or an operation of an async session that was never awaited. Nothing was written."""
 
 
+class SessionConflictError(SessionStateError):
+    """A concurrent request moved this session to a new id first (a form submitted twice), and
+    this request may not follow it there (a plain ``regenerate()``, or a login as another user:
+    following would hand the session to whoever planted the old id). Its change was not made;
+    the web glue answers 409 Conflict, and the browser keeps the session the other request set."""
+
+
 class StoreRefusedError(ConfigurationError):
     """The session store answers but refuses this configuration: a wrong user name or password,
     a Redis user without a permission the sessions need, a database that does not exist, a

@@ -30,7 +30,7 @@ except ModuleNotFoundError as missing:  # Flask is an optional extra
 from .admin import SessionAdmin
 from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
-from .errors import ConfigurationError, ConfigurationWarning, SessionStateError, SessionUnavailableError
+from .errors import ConfigurationError, ConfigurationWarning, SessionConflictError, SessionStateError, SessionUnavailableError
 from .identity import is_legacy_session_id, is_valid_session_id
 from .session import Session
 from .settings import SETTINGS, SessionSettings
@@ -206,6 +206,7 @@ class RedisSession:
         app.after_request(_apply_cookie)
         app.register_error_handler(SessionUnavailableError, _unavailable)
         app.register_error_handler(ConfigurationError, _misconfigured)
+        app.register_error_handler(SessionConflictError, _conflict)
 
     @staticmethod
     def admin(app: flask.Flask | None = None) -> SessionAdmin:
@@ -326,3 +327,8 @@ def _misconfigured(error: ConfigurationError) -> tuple[str, int]:
 def _unavailable(error: SessionUnavailableError) -> tuple[str, int, dict[str, str]]:
     logger.warning("503 %s %s: %s", flask.request.method, flask.request.path, error)
     return "Service Unavailable: the session store is not answering; try again shortly.\n", 503, {"Retry-After": "1"}
+
+
+def _conflict(error: SessionConflictError) -> tuple[str, int]:
+    logger.warning("409 %s %s: %s", flask.request.method, flask.request.path, error)
+    return "Conflict: a concurrent request changed this session first; nothing was changed here.\n", 409

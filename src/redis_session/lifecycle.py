@@ -12,12 +12,31 @@ from . import user_index
 from .errors import RedisSessionError, SessionStateError
 from .identity import check_user_id, fingerprint, new_session_id, seal, unseal, user_digest
 from .operation import Operation
-from .protocol import USER_FIELD, Call, Opening, Status, moved_mark_key, storage_name, stored_session_key
+from .protocol import (
+    COMMANDS,
+    USER_FIELD,
+    Call,
+    Opening,
+    Status,
+    moved_mark_key,
+    ready_mark_key,
+    storage_name,
+    stored_session_key,
+)
 from .session_state import MINT_ATTEMPTS, SessionState, logger
 
 #: How long the mark ``regenerate()`` leaves where a session was lasts: a double-submitted
 #: login arrives within seconds.
 MOVED_MARK_SECONDS = 60
+#: What a mark says about the move that left it, before the sealed new id: the digest of the user
+#: a login bound, MOVE_MARK for the move to a hashed key, or nothing for a plain regenerate().
+MOVE_MARK = "move"
+#: How long the old id of a session moved to a hashed key still follows it there: long enough
+#: for the requests of the page that moved it (a second tab, its XHRs), short enough that an id
+#: that sat in Redis in the clear stops working soon after.
+MOVE_FOLLOW_SECONDS = 10
+#: Longest a request that follows a move waits for its data to arrive at the new id.
+FOLLOW_WAIT_SECONDS = 1.0
 
 
 class SessionLifecycle(SessionState):
@@ -37,7 +56,7 @@ class SessionLifecycle(SessionState):
             self.cookie.check_can_change("move the session to its hashed key", issuing=True)
         except SessionStateError:
             return None
-        yield from self.regenerate()
+        yield from self._regenerate(None, moving=True)
         return None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -72,7 +91,13 @@ class SessionLifecycle(SessionState):
            the new session is ended too.
 
         If Redis fails between 1 and 3 the session is lost, never duplicated or revived.
+
+        A second regenerate of the same session a moment later (a double-submitted login) finds
+        the mark ``take`` left and follows the session to its new id, or not (see _follow).
         """
+        return (yield from self._regenerate(user_id, moving=False))
+
+    def _regenerate(self, user_id: str | None, moving: bool) -> Operation[None]:
         if user_id is not None:
             check_user_id(user_id)
         if self.session_id is not None or user_id is not None:
@@ -83,13 +108,18 @@ class SessionLifecycle(SessionState):
         old_id = self.session_id
         new_id = new_session_id(settings.hash_ids)  # before the take: its mark says where the session went
         if old_id is not None:
-            mark = f"{user_digest(user_id) if user_id is not None else ''}:{seal(new_id, old_id)}"
-            reply = yield self._call("take", mark, MOVED_MARK_SECONDS, idempotent=False, more_keys=(moved_mark_key(self._key),))
+            kind = user_digest(user_id) if user_id is not None else MOVE_MARK if moving else ""
+            mark = f"{kind}:{seal(new_id, old_id)}"
+            mark_seconds = MOVE_FOLLOW_SECONDS if moving else MOVED_MARK_SECONDS
+            reply = yield self._call("take", mark, mark_seconds, idempotent=False, more_keys=(moved_mark_key(self._key),))
             if reply[0] == Status.OK:
                 pairs = list(reply[1])
             elif reply[0] == Status.MOVED:
-                if self._follow(reply[1], old_id, user_id):
+                followed = yield from self._follow(reply[1], old_id, user_id, moving)
+                if followed == "done":
                     return None
+                if followed == "moved":  # the session moved to a hashed key; this request moves it on
+                    return (yield from self._regenerate(user_id, moving=False))
                 if user_id is None:
                     return None  # see _follow: this request leaves the cookie (and the session) alone
                 old_id = None  # another user signs in here: a session of its own
@@ -109,7 +139,8 @@ class SessionLifecycle(SessionState):
             new_id = self.session_id or ""
             if new_user is not None:
                 evicted.extend((yield from user_index.list_pending(settings, new_user, storage_name(new_id), replacing)))
-            copied = yield self._script("copy", Opening.COPY, *pairs)
+            copied = yield self._script("copy", Opening.COPY, MOVED_MARK_SECONDS, *pairs,
+                                        more_keys=(ready_mark_key(self._key),))
             if copied[0] != Status.TAKEN:
                 break
             if new_user is not None:
@@ -138,25 +169,38 @@ class SessionLifecycle(SessionState):
         self.cookie.issue(new_id)
         return None
 
-    def _follow(self, mark: bytes, old_id: str, user_id: str | None) -> bool:
-        """A concurrent request regenerated this session a moment ago (``take`` found its mark).
+    def _follow(self, mark: bytes, old_id: str, user_id: str | None, moving: bool) -> Operation[str]:
+        """A concurrent request moved this session a moment ago (``take`` found its mark).
 
-        When both bind the same user (a double-submitted login), this request follows the
-        session to its new id, so the user ends up with exactly one live session whichever
-        response arrives last; returns ``True``. Otherwise (a plain regenerate, or a different
-        user) nothing is followed: following on a bare old id would hand the new session to
-        whoever planted the old one (session fixation). The request then leaves the cookie
-        alone (the winner's is on its way) and starts no second session (see _create)."""
+        This request follows the session to its new id when that hands nothing to anyone who
+        did not already have it: when both bind the same user (a double-submitted login: the
+        user ends up with exactly one live session whichever response arrives last), and when
+        the move was the one to a hashed key (which changes no privilege: anyone with the old id
+        could use the session anyway). Following waits (one round trip, at most
+        FOLLOW_WAIT_SECONDS) until the mover has written the data to the new id, so this
+        request's reads and writes find it there. Returns ``"done"`` when this request holds
+        the session at its new id, ``"moved"`` when it must still regenerate it itself (it
+        followed a move to a hashed key), ``""`` when it followed nothing.
+
+        Otherwise (a plain regenerate, or a login as another user) nothing is followed: that
+        would hand the new session to whoever planted the old id (session fixation). The request
+        then leaves the cookie alone (the winner's is on its way), and a write that would start a
+        session in its place raises SessionConflictError instead (see _create)."""
         self._use(None)
-        user_mark, _, sealed = mark.decode("ascii", "replace").partition(":")
-        if user_id is not None and user_mark == user_digest(user_id):
-            new_id = unseal(sealed, old_id)
-            if new_id is not None:
-                self._use(new_id)
-                self.cookie.issue(new_id)
-                return True
-        self._superseded = user_id is None
-        return False
+        kind, _, sealed = mark.decode("ascii", "replace").partition(":")
+        follows = kind == MOVE_MARK or (user_id is not None and kind == user_digest(user_id))
+        new_id = unseal(sealed, old_id) if follows else None
+        if new_id is None:
+            self._superseded = user_id is None
+            return ""
+        self._use(new_id)
+        ready = ready_mark_key(self._key)
+        timeout = min(FOLLOW_WAIT_SECONDS, self.settings.redis_timeout / 2)
+        yield Call(COMMANDS, "", (("blmove", (ready, ready, timeout, "LEFT", "LEFT")),), True)
+        self.cookie.issue(new_id)
+        if kind == MOVE_MARK and (user_id is not None or not moving):
+            return "moved"
+        return "done"
 
 
 def _field(pairs: list[bytes], name: str) -> bytes | None:

@@ -118,6 +118,12 @@ def moved_mark_key(key: str) -> str:
     return "{" + key + "}:moved"
 
 
+def ready_mark_key(key: str) -> str:
+    """Where ``regenerate()`` signals, for a minute, that the session it moved to ``key`` is
+    there: a concurrent request that follows the move waits on it (see SessionLifecycle._follow)."""
+    return "{" + key + "}:ready"
+
+
 def stored_session_key(prefix: str, name: str) -> str:
     """The Redis key of the session stored under ``name`` (as a scan or an index names it)."""
     return f"{prefix}:sessions:{name}"

@@ -272,12 +272,16 @@ return {OK, fields}
 """
 
 # The second half of regenerate(): write what TAKE returned under the new id (a separate step,
-# since RENAME fails across cluster slots). ARGV[4..] the field/value pairs of the old session,
-# creation time included, so regeneration never extends the absolute deadline. SIZE is counted
+# since RENAME fails across cluster slots). ARGV[4] how long KEYS[2] (same slot) says the data is
+# here, ARGV[5..] the field/value pairs of the old session, creation time included, so
+# regeneration never extends the absolute deadline. SIZE is counted
 # afresh: the fields are all here, and bind_user() may have changed one.
 COPY = PRELUDE + """
 if redis.call('EXISTS', key) == 1 then return {TAKEN} end
-in_slices('HSET', 4, #ARGV)
+in_slices('HSET', 5, #ARGV)
+-- the data is there: a request following this move (see SessionLifecycle._follow) may go on
+redis.call('RPUSH', KEYS[2], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 -- a session created by bind_user() on a first visit starts its lifetime now
 redis.call('HSETNX', key, CREATED, redis.call('TIME')[1])
 local size = 0

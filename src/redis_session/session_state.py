@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from . import user_index
-from .errors import RedisSessionError, SessionLimitError, SessionStateError, SessionValueError
+from .errors import RedisSessionError, SessionConflictError, SessionLimitError, SessionValueError
 from .identity import check_name, fingerprint, new_session_id
 from .operation import CookieSink, Operation
 from .protocol import HASHED_ID_LENGTH, PLAIN_READ, Call, Opening, Status, session_key
@@ -161,7 +161,7 @@ class SessionState:
     def _create(self, action: str, script: str, *args: Any, idempotent: bool = True) -> Operation[Any]:
         """Mint an id and run ``script`` against the new key; send the cookie once it exists."""
         if self._superseded:
-            raise SessionStateError(
+            raise SessionConflictError(
                 f"cannot {action} here: a concurrent request has just regenerated this session (its new cookie "
                 "is on its way to the browser), and a second session would replace it; nothing was written"
             )

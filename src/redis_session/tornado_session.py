@@ -23,7 +23,7 @@ from .admin import AsyncSessionAdmin, SessionAdmin
 from .aio import AsyncSession
 from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
-from .errors import ConfigurationError, SessionStateError, SessionUnavailableError
+from .errors import ConfigurationError, SessionConflictError, SessionStateError, SessionUnavailableError
 from .identity import is_legacy_session_id, is_valid_session_id
 from .session import Session
 from .settings import SessionSettings
@@ -275,6 +275,9 @@ class _SessionGlue(_MixinBase):
         if isinstance(value, SessionUnavailableError):
             logger.warning("503 %s %s: %s", self.request.method, self.request.path, value)
             return
+        if isinstance(value, SessionConflictError):
+            logger.warning("409 %s %s: %s", self.request.method, self.request.path, value)
+            return
         if isinstance(value, ConfigurationError):
             if report_due(self.application.__dict__, str(value)):
                 logger.error("500 %s %s: %s (setup_session(app, check_store=True) at start-up finds this before serving; "
@@ -286,6 +289,8 @@ class _SessionGlue(_MixinBase):
         exc_info = kwargs.get("exc_info")
         if exc_info is not None and isinstance(exc_info[1], SessionUnavailableError):
             status_code = 503
+        elif exc_info is not None and isinstance(exc_info[1], SessionConflictError):
+            status_code = 409
         super().send_error(status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
