@@ -1,9 +1,9 @@
 """``python -m redis_session`` (also ``redis-session``): look after the sessions of a store.
 
-A thin shell: it parses the command line, calls :mod:`redis_session.inventory` and
-:mod:`redis_session.admin`, and prints for humans (aligned columns, ISO 8601 times, TTLs as
-durations) or, with ``--json``, for programs (errors too). Sessions are named by their public
-handle, never by id.
+A thin shell: it parses the command line, calls :mod:`redis_session.inventory`,
+:mod:`redis_session.admin` and :mod:`redis_session.doctor`, and prints for humans (aligned
+columns, ISO 8601 times, TTLs as durations) or, with ``--json``, for programs (errors too).
+Sessions are named by their public handle, never by id.
 
 It reads the same ``--session-*`` flags (``--session-redis=URL`` or ``--session-redis URL``,
 anywhere on the line) and tornado config file as the application, so it sees the same store and
@@ -12,8 +12,9 @@ prefix. ``--json`` goes before or after the command.
 Exit codes, for scripts: 0 done; 1 no such session; 2 usage error (including ``purge`` without
 ``--yes``); 3 store unavailable (refused, timed out, failing over); 4 configuration error (a bad
 flag, config file or store URL, or a store that refuses the configuration: wrong password, no
-such database, not a cluster); 5 unexpected error (a bug: the traceback is printed); 130
-interrupted. Failures other than 5 print one message, never a traceback.
+such database, not a cluster); 5 unexpected error (a bug: the traceback is printed); 6 ``doctor
+--strict`` found a risk (after printing its report; unknowns do not count); 130 interrupted.
+Failures other than 5 print one message, never a traceback.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .command_line import (
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_RISK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CommandError,
@@ -42,6 +44,7 @@ from .command_line import (
     load_settings,
     split_arguments,
 )
+from .doctor import OK, REPLICA, RISK, UNKNOWN, diagnose_store
 from .errors import ConfigurationError, SessionUnavailableError
 from .inventory import Inventory, OnPage, SessionRow
 from .settings import SessionSettings
@@ -138,6 +141,21 @@ def details_text(details: dict[str, Any]) -> str:
     return text + "fields:\n" + "".join("  " + line for line in table(fields).splitlines(True)) if fields else text
 
 
+def findings_text(findings: list[dict[str, Any]]) -> str:
+    """One aligned line per finding (a replica marked as such), the fix after the message, and
+    a count of each level."""
+    cells = [["LEVEL", "SERVER", "CHECK", "FINDING"]]
+    for finding in findings:
+        server = finding["server"] + (" (replica)" if finding["role"] == REPLICA else "")
+        message = finding["message"] + (f"; fix: {finding['fix']}" if finding["fix"] else "")
+        cells.append([finding["level"], server, finding["check"], message])
+    levels = [finding["level"] for finding in findings]
+    counts = ", ".join(f"{levels.count(level)} {level}{'s' if level == RISK and levels.count(level) != 1 else ''}"
+                       for level in (RISK, UNKNOWN, OK) if level in levels)
+    servers = len({finding["server"] for finding in findings})
+    return table(cells) + f"({counts} on {servers} server{'s' if servers != 1 else ''})\n"
+
+
 def run(arguments: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one command line; returns the exit code. ``out``/``err`` default to the streams
     ``sys.stdout``/``sys.stderr`` are *now* (not when this module was imported)."""
@@ -191,7 +209,7 @@ def execute(arguments: Sequence[str], out: TextIO, err: TextIO) -> int:
     if result is None:
         return report(EXIT_NOT_FOUND, text, options.json, out, err)
     out.write(json.dumps(result, indent=2, sort_keys=True) + "\n" if options.json else text)
-    return EXIT_OK
+    return COMMAND_EXIT_CODES.get(options.command, succeeded)(result, options)
 
 
 def store_failure(settings: SessionSettings, error: BaseException) -> CommandError:
@@ -250,10 +268,30 @@ def purge_command(inventory: Inventory, options: argparse.Namespace, err: TextIO
     return {"deleted_keys": deleted}, f"deleted {deleted} keys\n"
 
 
+def doctor_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
+    findings = [finding.as_json() for finding in diagnose_store(inventory.store, inventory.settings)]
+    return findings, findings_text(findings)
+
+
 COMMAND_ACTIONS: dict[str, Action] = {
     "stats": stats_command, "list": list_command, "show": show_command, "delete": delete_command,
-    "revoke-user": revoke_user_command, "purge": purge_command,
+    "revoke-user": revoke_user_command, "purge": purge_command, "doctor": doctor_command,
 }
+
+
+def succeeded(result: Any, options: argparse.Namespace) -> int:
+    return EXIT_OK
+
+
+def doctor_exit_code(findings: list[dict[str, Any]], options: argparse.Namespace) -> int:
+    """6 for a risk under ``--strict``, so a deployment check can stop on it; unknowns (a server
+    that would not say) never fail it: what cannot be read is reported, not guessed at."""
+    return EXIT_RISK if options.strict and any(finding["level"] == RISK for finding in findings) else EXIT_OK
+
+
+#: The exit code of a command that printed its result (a report may still fail a check): by
+#: default 0.
+COMMAND_EXIT_CODES: dict[str, Callable[[Any, argparse.Namespace], int]] = {"doctor": doctor_exit_code}
 
 
 def not_found(inventory: Inventory, handle: str) -> str:

@@ -14,13 +14,16 @@ from .errors import ConfigurationError
 from .settings import SETTINGS_BY_NAME, SessionSettings, normalise_name
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_CONFIGURATION, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
+#: ``doctor --strict`` found a setting that can lose sessions (its report is printed all the same).
+EXIT_RISK = 6
 EXIT_INTERRUPTED = 130
-COMMANDS = ("stats", "list", "show", "delete", "revoke-user", "purge")
+COMMANDS = ("stats", "list", "show", "delete", "revoke-user", "purge", "doctor")
 #: Commands whose one argument may start with "-" (a user id can).
 ID_COMMANDS = ("show", "delete", "revoke-user")
 BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
 EPILOG = """exit codes: 0 done, 1 no such session, 2 usage error, 3 store unavailable,
-4 configuration error, 5 unexpected error (a bug), 130 interrupted"""
+4 configuration error, 5 unexpected error (a bug), 6 a risk found (doctor --strict; unknowns
+do not count), 130 interrupted"""
 
 
 class CommandError(Exception):
@@ -40,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="print JSON instead of text (before or after the command)")
     parser = argparse.ArgumentParser(
         prog="redis-session", parents=[json_option], epilog=EPILOG,
-        description="Inspect and end redis_session sessions. Any --session-* flag of the application "
-                    "(e.g. --session-redis=redis://host:6379/0 --session-redis-prefix=app) applies.",
+        description="Inspect and end redis_session sessions, and check what the server will do to them. Any --session-* "
+                    "flag of the application (e.g. --session-redis=redis://host:6379/0 --session-redis-prefix=app) applies.",
     )
     parser.add_argument("--config", metavar="FILE", help="a tornado config file (as the app's parse_config_file)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -57,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("revoke-user", "end every session of a user").add_argument("user_id", metavar="USER_ID")
     command("purge", "delete every session and user index under the prefix").add_argument(
         "--yes", action="store_true", help="really delete them")
+    command("doctor", "what the server will do to sessions: settings that can lose them, and what to set instead").add_argument(
+        "--strict", action="store_true", help="exit 6 when a finding is a risk (unknowns do not count), for deployment checks")
     return parser
 
 
