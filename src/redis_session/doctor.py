@@ -264,7 +264,8 @@ def check_version(facts: Facts, settings: SessionSettings) -> Finding | None:
     numbers = tuple(int(part) for part in re.findall(r"\d+", str(version))[:2])
     if numbers >= OLDEST_SUPPORTED:
         return facts.finding("version", OK, f"Redis {version}")
-    return facts.finding("version", RISK, f"Redis {version} is older than 7.0, the oldest this library supports and tests",
+    return facts.finding("version", RISK, f"Redis {version} is older than 7.0: it cannot parse the scripts' flags line "
+                         "(which makes a full Redis refuse a write as a whole), so every session call fails",
                          "upgrade to Redis 7.0 or newer")
 
 
