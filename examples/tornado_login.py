@@ -17,7 +17,7 @@ import tornado.ioloop
 import tornado.web
 from tornado.options import define, options, parse_command_line
 
-from redis_session.tornado_session import SessionHandler
+from redis_session.tornado_session import UserSessionHandler
 
 define("port", default=3000, help="run on the given port", type=int)
 define("address", default="127.0.0.1", help="listen on this address", type=str)
@@ -27,10 +27,7 @@ define("cookie-secret", default=os.environ.get("COOKIE_SECRET", "change-me-in-pr
 DEMO_PASSWORD = "secret"
 
 
-class BaseHandler(SessionHandler):
-    def get_current_user(self) -> str | None:
-        return self.session.user.str or None
-
+class BaseHandler(UserSessionHandler):  # current_user is the user bind_user() bound the session to
     def page(self, title: str, body: str) -> None:
         messages = "".join(
             f'<p class="{html.escape(category)}">{html.escape(message)}</p>'
@@ -70,7 +67,6 @@ class LoginHandler(BaseHandler):
             return
         # A new id at login: an id planted or seen before login is now worthless (fixation).
         self.session.bind_user(user)
-        self.session.user = user
         self.flash(f"Welcome, {user}!")
         self.redirect("/")
 

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast, overload
 
 import redis
 
@@ -261,6 +261,16 @@ class AsyncSession:
         return await self._run(self._core.read_all())
 
     @_recorded
+    async def load_stored(self) -> dict[str, bytes]:
+        """Every field as stored, the library's own included (see :meth:`Session.load_stored`)."""
+        return await self._run(self._core.read_stored())
+
+    @_recorded
+    async def save_encoded(self, values: Iterable[tuple[str, bytes, str | None]], deletes: Iterable[str] = ()) -> None:
+        """Write values a view encoded itself (see :meth:`Session.save_encoded`)."""
+        await self._run(self._core.write_encoded(values, deletes))
+
+    @_recorded
     async def keys(self) -> list[str]:
         """Names of every field, in one round trip."""
         return await self._run(self._core.names())
@@ -307,9 +317,16 @@ class AsyncSession:
         """Delete fields (absent ones are ignored) in one round trip."""
         await self._run(self._core.write([(name, None) for name in names]))
 
+    @overload
+    async def incr(self, name: str, amount: int = 1) -> int: ...
+
+    @overload
+    async def incr(self, name: str, amount: float) -> float: ...
+
     @_recorded
     async def incr(self, name: str, amount: Number = 1) -> Number:
-        """Add ``amount`` atomically on the server and return the new number."""
+        """Add ``amount`` atomically on the server and return the new number (an int for an int
+        amount, a float for a float one)."""
         return await self._run(self._core.incr(name, amount))
 
     @_recorded

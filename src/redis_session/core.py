@@ -17,7 +17,7 @@ from .errors import SessionLimitError
 from .identity import check_name
 from .lifecycle import SessionLifecycle
 from .operation import Number, Operation
-from .protocol import CREATED_FIELD, RESERVED_PREFIX, USER_FIELD, Status
+from .protocol import CREATED_FIELD, RESERVED_PREFIX, TYPE_TAG_PREFIX, USER_FIELD, Status
 from .value import ABSENT, Value, encode_amount, encode_flash
 
 
@@ -58,6 +58,19 @@ class SessionCore(SessionLifecycle):
             if not name.startswith(RESERVED_PREFIX):
                 fields[name] = Value(raw)
         return fields
+
+    def read_stored(self) -> Operation[dict[str, bytes]]:
+        """Every field as stored, the library's own included (one round trip): what a view with
+        an encoding of its own (``flask.session``) decodes itself."""
+        if self._stored_by_id:
+            yield from self._move_to_hashed_key()
+        if self.session_id is None:
+            return {}
+        reply = yield self._read_call("all")
+        if reply[0] != Status.OK:
+            self._forget(reply[0])
+            return {}
+        return {raw_name.decode("utf-8", "surrogateescape"): raw for raw_name, raw in _items(reply[1])}
 
     def names(self) -> Operation[list[str]]:
         """Names of every user field, in one round trip."""
@@ -108,14 +121,34 @@ class SessionCore(SessionLifecycle):
         """
         pairs: list[Any] = []
         deletes: list[str] = []
-        incoming = 0
         for name, value in values:
             data = self._encode(name, value)
             if data is None:
                 deletes.append(name)
             else:
                 pairs.extend((name, data))
-                incoming += len(name) + len(data)
+            if self.view_tags:  # what flask.session stored there is replaced
+                deletes.append(TYPE_TAG_PREFIX + name)
+        return (yield from self._write_encoded(pairs, deletes, clear))
+
+    def write_encoded(self, values: Iterable[tuple[str, bytes, str | None]], deletes: Iterable[str]) -> Operation[None]:
+        """Write values a view encoded itself (``flask.session``), each with the tag of its type
+        (``None``: text), and delete fields, in one round trip, by the rules of :meth:`write`."""
+        pairs: list[Any] = []
+        removed: list[str] = []
+        for name, data, tag in values:
+            self._writable_name(name)
+            self._check_value_size(name, data)
+            pairs.extend((name, data))
+            if tag is None:
+                removed.append(TYPE_TAG_PREFIX + name)
+            else:
+                pairs.extend((TYPE_TAG_PREFIX + name, tag))
+        for name in deletes:
+            removed.extend((check_name(name), TYPE_TAG_PREFIX + name))
+        return (yield from self._write_encoded(pairs, removed, False))
+
+    def _write_encoded(self, pairs: list[Any], deletes: list[str], clear: bool) -> Operation[None]:
         settings = self.settings
         max_fields = settings.max_fields
         if len(pairs) // 2 > max_fields:
@@ -123,6 +156,7 @@ class SessionCore(SessionLifecycle):
                 f"{len(pairs) // 2} fields in one write is over the limit of {max_fields} "
                 "(session-max-fields); nothing was written"
             )
+        incoming = sum(len(item) for item in pairs)
         if incoming > settings.max_session_bytes:  # could never fit, whatever the session holds
             raise SessionLimitError(
                 f"{incoming} bytes of field names and values in one write is over the limit of "

@@ -37,7 +37,7 @@ from .settings import SETTINGS, SessionSettings
 
 logger = logging.getLogger("redis_session")
 
-__all__ = ["RedisSession", "setup_session", "session_admin", "config_key"]
+__all__ = ["RedisSession", "config_key", "current_session", "session_admin", "setup_session"]
 
 EXTENSION_KEY = "redis_session"
 COOKIE_SALT = "redis_session.session-id"
@@ -58,9 +58,12 @@ class _FlaskSessions(SessionBackend):
     """What ``init_app`` resolved for one app: settings, stores (built on first use) and the
     cookie serializer."""
 
-    def __init__(self, settings: SessionSettings, serializer: URLSafeTimedSerializer, keys: list[Any]) -> None:
+    def __init__(self, settings: SessionSettings, serializer: URLSafeTimedSerializer, keys: list[Any],
+                 flask_session: bool = False) -> None:
         super().__init__(settings)
         self.serializer = serializer
+        #: ``flask.session`` is a view of the same hash (see redis_session.flask_view).
+        self.flask_session = flask_session
         #: How redis-session 0.2.1's Flask module signed its cookie: the secret key as key and
         #: salt, HMAC-SHA1, a JSON object {cookie name: id}. Read only while legacy-cookies-until
         #: allows it (see session_cookie_of).
@@ -147,15 +150,29 @@ class SessionRequestMixin:
 
     @property
     def session(self) -> Session:
-        session = self._redis_session
-        if session is None:
-            sessions = _sessions(flask.current_app)
-            cookie = _PendingCookie()
-            read = self._redis_session_cookie_read = sessions.session_cookie_of(self.headers.get("Cookie"))  # type: ignore[attr-defined]
-            session = Session(sessions.store, sessions.settings, read[0], cookie)
-            self._redis_session = session
-            self._redis_session_cookie = cookie
-        return session
+        """This request's session (built on first use)."""
+        return request_session_of(self, flask.current_app)
+
+
+def request_session_of(request: Any, app: flask.Flask) -> Session:
+    """The session of ``request`` (a request of ``app``), built on first use and kept on the
+    request: ``request.session`` and ``flask.session`` (see redis_session.flask_view) share it."""
+    session: Session | None = getattr(request, "_redis_session", None)
+    if session is None:
+        sessions = _sessions(app)
+        cookie = _PendingCookie()
+        read = sessions.session_cookie_of(request.headers.get("Cookie"))
+        session = Session(sessions.store, sessions.settings, read[0], cookie, view_tags=sessions.flask_session)
+        request._redis_session_cookie_read = read
+        request._redis_session = session
+        request._redis_session_cookie = cookie
+    return session
+
+
+def current_session() -> Session:
+    """The current request's session, typed (``request.session`` is added to the request class at
+    run time, which a type checker cannot see)."""
+    return request_session_of(flask.request, flask.current_app)
 
 
 def _sessions(app: flask.Flask) -> _FlaskSessions:
@@ -167,9 +184,16 @@ def _sessions(app: flask.Flask) -> _FlaskSessions:
 
 
 class RedisSession:
-    """The Flask extension: ``RedisSession(app)`` or ``RedisSession().init_app(app)``."""
+    """The Flask extension: ``RedisSession(app)`` or ``RedisSession().init_app(app)``.
 
-    def __init__(self, app: flask.Flask | None = None) -> None:
+    With ``flask_session=True``, ``flask.session`` becomes a dict view of the same session hash
+    (so Flask-Login, Flask-WTF and ``flash()`` keep their state in Redis), and with
+    ``bind_flask_login`` (the default) a Flask-Login login binds the session to the user under a
+    new id (session fixation) and a logout ends it."""
+
+    def __init__(self, app: flask.Flask | None = None, flask_session: bool = False, bind_flask_login: bool = True) -> None:
+        self.flask_session = flask_session
+        self.bind_flask_login = bind_flask_login
         if app is not None:
             self.init_app(app)
 
@@ -200,10 +224,17 @@ class RedisSession:
             salt=COOKIE_SALT,
             signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
         )
-        app.extensions[EXTENSION_KEY] = _FlaskSessions(settings, serializer, keys)
+        app.extensions[EXTENSION_KEY] = _FlaskSessions(settings, serializer, keys, self.flask_session)
         if not issubclass(app.request_class, SessionRequestMixin):
             app.request_class = cast("type[flask.Request]", type("SessionRequest", (SessionRequestMixin, app.request_class), {}))
-        app.after_request(_apply_cookie)
+        if self.flask_session:
+            from .flask_view import RedisSessionInterface
+
+            app.session_interface = RedisSessionInterface()  # it saves and sets the cookie
+            if self.bind_flask_login:
+                _follow_flask_login(app)
+        else:
+            app.after_request(_apply_cookie)
         app.register_error_handler(SessionUnavailableError, _unavailable)
         app.register_error_handler(ConfigurationError, _misconfigured)
         app.register_error_handler(SessionConflictError, _conflict)
@@ -256,17 +287,19 @@ def _is_key_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(key, (str, bytes)) and key for key in value)
 
 
-def setup_session(app: flask.Flask, check_store: bool = False) -> RedisSession:
+def setup_session(app: flask.Flask, check_store: bool = False, flask_session: bool = False,
+                  bind_flask_login: bool = True) -> RedisSession:
     """Give ``app`` a ``request.session`` (the call redis-session 0.2.1 users know); with
     ``check_store``, also send the store every kind of command a request will, now, so a store
-    that does not answer or refuses this configuration stops the app before it serves.
+    that does not answer or refuses this configuration stops the app before it serves. With
+    ``flask_session``, ``flask.session`` is the same session too (see :class:`RedisSession`).
 
     :raises ConfigurationError: listing every problem with ``SECRET_KEY`` and the ``SESSION_*``
         keys; with ``check_store``, :class:`StoreRefusedError` (a wrong password, a missing ACL
         permission or key pattern, a read-only replica).
     :raises SessionUnavailableError: with ``check_store``, when the store does not answer.
     """
-    extension = RedisSession(app)
+    extension = RedisSession(app, flask_session=flask_session, bind_flask_login=bind_flask_login)
     if check_store:
         _sessions(app).check_store()
     return extension
@@ -284,35 +317,100 @@ def session_admin(app: flask.Flask | None = None) -> SessionAdmin:
 
 
 def _apply_cookie(response: flask.Response) -> flask.Response:
+    """``after_request`` of an app without ``flask_session``: what ``request.session`` asked of
+    the cookie goes on the response."""
     request: Any = flask.request
-    if getattr(request, "_redis_session", None) is None:
-        return response
+    if getattr(request, "_redis_session", None) is not None:
+        _set_cookie(flask.current_app, request, response, None)
+    return response
+
+
+def finish_response(app: flask.Flask, request: Any, response: flask.Response, view: Any) -> None:
+    """The end of a request of an app with ``flask_session`` (``save_session``): write what
+    ``flask.session`` changed, then apply what either view asked of the cookie. A store error
+    while writing turns the response into the 503 (409, 500) it means, never an uncaught 500:
+    the view's answer would claim a change that was not made."""
+    if view is not None and view.loaded:
+        response.vary.add("Cookie")
+        try:
+            written, deleted = view.changes()
+            if written or deleted:
+                view.session.save_encoded(written, deleted)
+                view.saved()
+        except SessionUnavailableError as error:
+            _replace_body(response, *_unavailable(error))
+        except SessionConflictError as error:
+            _replace_body(response, *_conflict(error))
+        except ConfigurationError as error:
+            _replace_body(response, *_misconfigured(error))
+    if getattr(request, "_redis_session", None) is not None:
+        _set_cookie(app, request, response, view)
+
+
+def _replace_body(response: flask.Response, body: str, status: int, headers: dict[str, str] | None = None) -> None:
+    response.set_data(body)
+    response.status_code = status
+    response.headers.update(headers or {})
+
+
+def _set_cookie(app: flask.Flask, request: Any, response: flask.Response, view: Any) -> None:
     response.vary.add("Cookie")
     pending: _PendingCookie | None = request._redis_session_cookie
     if pending is None:
-        return response
+        return
     pending.applied = True
-    sessions = _sessions(flask.current_app)
+    sessions = _sessions(app)
     settings = sessions.settings
+    session = request._redis_session
+    # flask.session's "permanent" chooses the cookie's lifetime, as with Flask's own session:
+    # PERMANENT_SESSION_LIFETIME, or until the browser closes; and with
+    # SESSION_REFRESH_EACH_REQUEST a permanent session's cookie is sent again on every request.
+    permanent = view.get("_permanent", False) if view is not None and view.loaded else None
+    max_age: int | None = settings.cookie_max_age_for_new_sessions
+    if permanent is not None:
+        max_age = int(app.permanent_session_lifetime.total_seconds()) if permanent else None
     if pending.action is None:
+        cookie_id, signed, legacy = request._redis_session_cookie_read
+        if cookie_id is None or session.session_id != cookie_id:
+            return
+        refresh = bool(permanent) and app.config.get("SESSION_REFRESH_EACH_REQUEST", True)
         # An active user's cookie is signed anew once it is old enough (as on Tornado: see
         # SessionGlue._renew_session_cookie), so its expiry never logs them out.
-        cookie_id, signed, legacy = request._redis_session_cookie_read
-        session = request._redis_session
-        if cookie_id is None or session.session_id != cookie_id:
-            return response
-        if not (session.known_to_exist if legacy else time.time() - signed >= settings.cookie_renewal_age):
-            return response
+        renew = session.known_to_exist if legacy else time.time() - signed >= settings.cookie_renewal_age
+        if not (refresh or renew):
+            return
         pending.issue(cookie_id)
     attributes = settings.cookie_attributes()
     if pending.action == "issue":
         token: Any = sessions.serializer.dumps(pending.session_id)  # text; itsdangerous 2.1 says str | bytes
-        response.set_cookie(settings.cookie_name, token,
-                            max_age=settings.cookie_max_age_for_new_sessions, **attributes)
+        response.set_cookie(settings.cookie_name, token, max_age=max_age, **attributes)
     else:
         response.delete_cookie(settings.cookie_name, **attributes)
     response.headers["Cache-Control"] = "private, no-store"
-    return response
+
+
+def _follow_flask_login(app: flask.Flask) -> None:
+    """Bind the session to the user at a Flask-Login login (a new id: session fixation), also
+    one from a remember-me cookie; end it at a logout (the keys the request still holds go to a
+    new session, as Flask-Login leaves them)."""
+    try:
+        from flask_login import user_loaded_from_cookie, user_logged_in, user_logged_out
+    except ImportError:
+        return
+    user_logged_in.connect(_bind_logged_in_user, app)
+    user_loaded_from_cookie.connect(_bind_logged_in_user, app)
+    user_logged_out.connect(_end_logged_out_session, app)
+
+
+def _bind_logged_in_user(sender: flask.Flask, user: Any, **extra: Any) -> None:
+    request_session_of(flask.request, sender).bind_user(str(user.get_id()))
+
+
+def _end_logged_out_session(sender: flask.Flask, user: Any, **extra: Any) -> None:
+    request_session_of(flask.request, sender).destroy()
+    view = flask.session
+    if hasattr(view, "forget_stored"):
+        view.forget_stored()
 
 
 def _misconfigured(error: ConfigurationError) -> tuple[str, int]:
@@ -332,3 +430,4 @@ def _unavailable(error: SessionUnavailableError) -> tuple[str, int, dict[str, st
 def _conflict(error: SessionConflictError) -> tuple[str, int]:
     logger.warning("409 %s %s: %s", flask.request.method, flask.request.path, error)
     return "Conflict: a concurrent request changed this session first; nothing was changed here.\n", 409
+

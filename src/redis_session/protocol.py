@@ -56,6 +56,9 @@ CREATED_FIELD = RESERVED_PREFIX + "created"
 USER_FIELD = RESERVED_PREFIX + "user"
 FLASH_PREFIX = RESERVED_PREFIX + "flash:"
 FLASH_SEQUENCE_FIELD = RESERVED_PREFIX + "flashseq"
+#: ``TYPE_TAG_PREFIX + name``: the Python type ``flask.session`` stored in field ``name`` (see
+#: :mod:`redis_session.flask_view`), for the types whose text does not say it.
+TYPE_TAG_PREFIX = RESERVED_PREFIX + "t:"
 #: An upper bound of the session's bytes (names and values of every other field), kept by the
 #: scripts so session-max-session-bytes costs one HINCRBY per write (see scripts.PRELUDE).
 SIZE_FIELD = RESERVED_PREFIX + "size"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, overload
 
 from .core import SessionCore
 from .identity import fingerprint
@@ -33,9 +33,10 @@ class Session:
     _core: SessionCore
     _store: Store
 
-    def __init__(self, store: Store, settings: SessionSettings, session_id: str | None, cookie: CookieSink) -> None:
+    def __init__(self, store: Store, settings: SessionSettings, session_id: str | None, cookie: CookieSink,
+                 view_tags: bool = False) -> None:
         object.__setattr__(self, "_store", store)
-        object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie))
+        object.__setattr__(self, "_core", SessionCore(settings, session_id, cookie, view_tags))
 
     def _run(self, operation: Operation[T]) -> T:
         return drive(operation, self._store.execute)
@@ -69,6 +70,16 @@ class Session:
     def load(self) -> dict[str, Value]:
         """Every field as ``{name: Value}`` in one round trip."""
         return self._run(self._core.read_all())
+
+    def load_stored(self) -> dict[str, bytes]:
+        """Every field as stored, the library's own included, in one round trip: for a view
+        that decodes values its own way (``flask.session``); application code wants :meth:`load`."""
+        return self._run(self._core.read_stored())
+
+    def save_encoded(self, values: Iterable[tuple[str, bytes, str | None]], deletes: Iterable[str] = ()) -> None:
+        """Write values a view encoded itself, each with its type tag, and delete fields, in one
+        round trip (the counterpart of :meth:`load_stored`)."""
+        self._run(self._core.write_encoded(values, deletes))
 
     def keys(self) -> list[str]:
         """Names of every field, in one round trip."""
@@ -112,8 +123,15 @@ class Session:
         """Delete fields (absent ones are ignored) in one round trip."""
         self._run(self._core.write([(name, None) for name in names]))
 
+    @overload
+    def incr(self, name: str, amount: int = 1) -> int: ...
+
+    @overload
+    def incr(self, name: str, amount: float) -> float: ...
+
     def incr(self, name: str, amount: Number = 1) -> Number:
-        """Add ``amount`` atomically on the server and return the new number."""
+        """Add ``amount`` atomically on the server and return the new number (an int for an int
+        amount, a float for a float one)."""
         return self._run(self._core.incr(name, amount))
 
     def clear(self) -> None:

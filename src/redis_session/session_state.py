@@ -33,10 +33,15 @@ MINT_ATTEMPTS = 3
 class SessionState:
     """What one request knows of its session, and the calls that act on it."""
 
-    __slots__ = ("settings", "cookie", "session_id", "_key", "_fresh_until", "asked", "_stored_by_id", "_superseded")
+    __slots__ = ("settings", "cookie", "session_id", "_key", "_fresh_until", "asked", "_stored_by_id", "_superseded",
+                 "view_tags")
 
-    def __init__(self, settings: SessionSettings, session_id: str | None, cookie: CookieSink) -> None:
+    def __init__(self, settings: SessionSettings, session_id: str | None, cookie: CookieSink,
+                 view_tags: bool = False) -> None:
         self.settings = settings
+        #: ``flask.session`` shares this hash and tags the types of what it stores: a write here
+        #: drops the tag of each field it writes (see redis_session.flask_view).
+        self.view_tags = view_tags
         self.cookie = cookie
         self.session_id = session_id
         self._key = session_key(settings.prefix, session_id) if session_id else ""
@@ -151,12 +156,16 @@ class SessionState:
 
     def _encode(self, name: str, value: Any) -> bytes | None:
         data = encode(self._writable_name(name), value)
-        if data is not None and len(data) > self.settings.max_value_bytes:
+        if data is not None:
+            self._check_value_size(name, data)
+        return data
+
+    def _check_value_size(self, name: str, data: bytes) -> None:
+        if len(data) > self.settings.max_value_bytes:
             raise SessionLimitError(
                 f"session field {name!r}: {len(data)} bytes is over the limit of "
                 f"{self.settings.max_value_bytes} (session-max-value-bytes); nothing was written"
             )
-        return data
 
     def _create(self, action: str, script: str, *args: Any, idempotent: bool = True) -> Operation[Any]:
         """Mint an id and run ``script`` against the new key; send the cookie once it exists."""

@@ -34,8 +34,12 @@ logger = logging.getLogger("redis_session")
 __all__ = [
     "AsyncSessionHandler",
     "AsyncSessionMixin",
+    "AsyncSessionUserMixin",
+    "AsyncUserSessionHandler",
     "SessionHandler",
     "SessionMixin",
+    "SessionUserMixin",
+    "UserSessionHandler",
     "backend_for",
     "close_session_stores",
     "define_flags",
@@ -393,3 +397,34 @@ class SessionHandler(SessionMixin, tornado.web.RequestHandler):
 
 class AsyncSessionHandler(AsyncSessionMixin, tornado.web.RequestHandler):
     """A ``RequestHandler`` with an awaitable ``self.session`` for ``async def get(self)``."""
+
+
+class SessionUserMixin(SessionMixin):
+    """``current_user`` is the user the session was bound to with ``bind_user`` (``None`` when
+    signed out), so ``@tornado.web.authenticated`` works. Tornado asks once per request, and
+    only when something reads ``current_user``: at most one round trip, none without a session
+    cookie."""
+
+    def get_current_user(self) -> str | None:
+        return self.session.user_id
+
+
+class AsyncSessionUserMixin(AsyncSessionMixin):
+    """``current_user`` for coroutine handlers: ``get_current_user()`` cannot await, so
+    ``prepare()`` reads the bound user (one round trip; none without a session cookie) before
+    the method and ``@tornado.web.authenticated`` run. A subclass that overrides ``prepare``
+    calls ``await super().prepare()`` first."""
+
+    async def prepare(self) -> None:
+        self.current_user = await self.session.user_id
+        parent = super().prepare()
+        if parent is not None:
+            await parent
+
+
+class UserSessionHandler(SessionUserMixin, tornado.web.RequestHandler):
+    """A ``RequestHandler`` with ``self.session`` and ``current_user`` from it (blocking)."""
+
+
+class AsyncUserSessionHandler(AsyncSessionUserMixin, tornado.web.RequestHandler):
+    """A ``RequestHandler`` with ``self.session`` and ``current_user`` from it (coroutine handlers)."""
