@@ -7,6 +7,7 @@ once the nodes are back."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +82,36 @@ def test_a_thousand_sessions_spread_over_every_master(redis_cluster: RedisCluste
         assert sum(counts.values()) == 1000
         listed = Inventory(settings, store).rows()
         assert sorted(row.handle for row in listed) == sorted(session_handle(session_id) for session_id in ids)
+    finally:
+        store.close()
+
+
+@pytest.mark.cluster
+def test_a_session_stored_under_its_id_moves_to_a_hashed_key_on_a_cluster(redis_cluster: RedisCluster) -> None:
+    """Sessions an older release stored under their id (32 characters) move, on first use, to a
+    new id stored under its digest: usually another slot on another master, by take-then-copy,
+    with every field and the user binding, and exactly one key left."""
+    settings = topology_settings(redis_cluster.url())
+    store = Store.connect(settings)
+    client = store.client  # the store's own cluster client, to plant and inspect keys
+    try:
+        masters_changed = 0
+        for number in range(12):
+            old_id = secrets.token_urlsafe(24)
+            old_key = session_key(settings.prefix, old_id)
+            client.hset(old_key, mapping={"number": number, "name": "old", "__rs:user": "dana"})
+            client.expire(old_key, 600)
+            cookie = RecordingCookie()
+            session = Session(store, settings, old_id, cookie)
+            assert (session.number.int, session.name.str, session.user_id) == (number, "old", "dana")
+            new_key = session_key(settings.prefix, session.session_id or "")
+            assert session.session_id != old_id and cookie.events == [("issue", session.session_id)]
+            assert client.exists(old_key) == 0 and client.hget(new_key, "number") == str(number).encode()
+            masters_changed += redis_cluster.master_for_slot(client.keyslot(old_key)) is not \
+                redis_cluster.master_for_slot(client.keyslot(new_key))
+        assert masters_changed > 0, "every move stayed on its master: no cross-slot case tested"
+        keys = [key for master in redis_cluster.masters() for key in master.client().scan_iter(match=f"{settings.prefix}:sessions:*")]
+        assert len(keys) == 12
     finally:
         store.close()
 
