@@ -1,8 +1,8 @@
 """Redis Cluster: sessions spread over every master, ``regenerate()`` across slots, a slot migrated
-under 20 writers, WAIT on the master that owns a session, a killed master, and a cluster whose
-every node stops answering (or is down when the store is first built): only
-``SessionUnavailableError`` within the bound, sync and asyncio, and the same store works again
-once the nodes are back."""
+under 20 writers (and key by key under coroutine and blocking clients), WAIT on the master that
+owns a session, a killed master, and a cluster whose every node stops answering (or is down when
+the store is first built): only ``SessionUnavailableError`` within the bound, sync and asyncio,
+and the same store works again once the nodes are back."""
 
 from __future__ import annotations
 
@@ -172,20 +172,28 @@ def asking_calls(server: Any) -> int:
     return int(stats.get("cmdstat_asking", {}).get("calls", 0))
 
 
-def migrate_slot(cluster: RedisCluster, slot: int, source: Any, target: Any, pause: float) -> int:
+def migrate_slot(cluster: RedisCluster, slot: int, source: Any, target: Any, pause: float,
+                 batch: int = 100, key_pause: float = 0.0, first: tuple[str, ...] = ()) -> int:
     """Move ``slot`` from ``source`` to ``target`` the way redis-cli --cluster reshard does,
-    pausing in each phase so that writers meet every redirect. Returns how many keys moved."""
+    pausing in each phase so that writers meet every redirect. ``batch`` keys go per MIGRATE,
+    ``key_pause`` seconds apart (while some keys of the slot are on each node), the keys
+    ``first`` before the others. Returns how many keys moved."""
     source_id, target_id = cluster.node_id(source), cluster.node_id(target)
     cluster_command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
     cluster_command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
     time.sleep(pause)  # the keys are still on the source: it serves them
     moved = 0
+    for key in first:
+        cluster_command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", key)
+        moved += 1
+        time.sleep(key_pause)
     while True:
-        keys = cluster_command(source, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+        keys = cluster_command(source, "CLUSTER", "GETKEYSINSLOT", slot, batch)
         if not keys:
             break
         cluster_command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
         moved += len(keys)
+        time.sleep(key_pause)
     time.sleep(pause)  # the keys are on the target: the source answers ASK
     others = [node for node in cluster.masters() if node not in (source, target)]
     for node in [target, source, *others]:
@@ -281,6 +289,149 @@ def test_slot_migration_under_twenty_writers_loses_nothing(redis_cluster: RedisC
         store.close()
 
 
+
+
+@dataclass
+class CounterLog:
+    """What the clients of one session's counter saw: increments acknowledged, the operations
+    that failed (and how), and the session ids they ended with."""
+
+    acknowledged: int = 0
+    operations: int = 0
+    failures: list[str] = field(default_factory=list)
+    ids_seen: set = field(default_factory=set)
+
+
+def count_blocking(store: Store, settings: SessionSettings, session_id: str, stop: threading.Event,
+                   log: CounterLog) -> None:
+    """Requests of a blocking app: a new session object each time, one read, one increment."""
+    while not stop.is_set():
+        session = Session(store, settings, session_id, RecordingCookie())
+        try:
+            log.operations += 1
+            session.get("counter")
+            log.operations += 1
+            session.incr("counter")
+            log.acknowledged += 1
+        except SessionUnavailableError as error:
+            log.failures.append(f"sync: {type(error.cause).__name__}: {error.cause}")
+        except Exception as error:  # noqa: BLE001 - reported by the test, not lost in a thread
+            log.failures.append(f"sync, unexpected: {type(error).__name__}: {error}")
+        log.ids_seen.add(session.session_id)
+
+
+def count_async(settings: SessionSettings, session_id: str, tasks: int, stop: threading.Event,
+                log: CounterLog) -> None:
+    """``tasks`` coroutine clients on one AsyncStore (one process of a coroutine app), each
+    request a new session object: a read (EXPIRE + HMGET in one cluster pipeline), then an
+    increment (EVALSHA). The load comes in bursts: every other quarter second one client runs
+    alone, on a pool the burst left with several idle connections to each node."""
+    def quiet() -> bool:
+        return int(time.monotonic() / 0.25) % 2 == 1
+
+    async def requests(number: int) -> None:
+        while not stop.is_set():
+            if number and quiet():
+                await asyncio.sleep(0.01)
+                continue
+            session = AsyncSession(store, settings, session_id, RecordingCookie())
+            try:
+                log.operations += 1
+                await session.get("counter")
+                log.operations += 1
+                await session.incr("counter")
+                log.acknowledged += 1
+            except SessionUnavailableError as error:
+                log.failures.append(f"async: {type(error.cause).__name__}: {error.cause}")
+            except Exception as error:  # noqa: BLE001
+                log.failures.append(f"async, unexpected: {type(error).__name__}: {error}")
+            log.ids_seen.add(session.session_id)
+
+    async def main() -> None:
+        nonlocal store
+        store = AsyncStore.connect(settings)
+        try:
+            await asyncio.gather(*(requests(number) for number in range(tasks)))
+        finally:
+            await store.aclose()
+
+    store: Any = None
+    asyncio.run(main())
+
+
+@pytest.mark.cluster
+def test_slot_migrated_key_by_key_under_async_and_blocking_clients_answers_every_request(
+    redis_cluster: RedisCluster, record_property: Any
+) -> None:
+    """The slot of one session moves to another master key by key (one MIGRATE per key: the
+    session hash first, then 20 other keys of its slot) while 20 coroutine clients on one
+    AsyncStore and 4 blocking threads read and increment one counter in it: every operation
+    succeeds (ASK redirects are the client's business, never a 503) and the counter equals the
+    increments acknowledged, nothing lost, nothing doubled.
+
+    redis.asyncio's cluster client sent ASKING and the redirected command on different pooled
+    connections, so the importing node answered MOVED back, until ``ClusterError: TTL
+    exhausted`` (issue 17; see ``redis_session.clients.AsyncClusterClient``)."""
+    settings = topology_settings(redis_cluster.url())
+    store = Store.connect(settings)
+    try:
+        seed = Session(store, settings, None, RecordingCookie())
+        seed.counter = 0
+        session_id = seed.session_id
+        assert session_id is not None
+        key = session_key(settings.prefix, session_id)
+        slot = redis_cluster.keyslot(key)
+        for number in range(20):  # other keys of the slot, so that it moves in 21 steps
+            store.client.set(f"{{{key}}}:other:{number}", number)
+        source = redis_cluster.master_for_slot(slot)
+        target = next(node for node in redis_cluster.masters() if node is not source)
+        asking_before = asking_calls(target)
+
+        stop = threading.Event()
+        sync_logs, async_log = [CounterLog() for _ in range(4)], CounterLog()  # a log per thread: += is not atomic
+        threads = [
+            threading.Thread(target=count_blocking, args=(store, settings, session_id, stop, log), daemon=True)
+            for log in sync_logs
+        ]
+        threads.append(threading.Thread(target=count_async, args=(settings, session_id, 20, stop, async_log), daemon=True))
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        # the session moves first: requests meet ASK redirects while the other keys follow
+        moved = migrate_slot(redis_cluster, slot, source, target, pause=0.5, batch=1, key_pause=0.05, first=(key,))
+        migration = time.monotonic() - started
+        time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in threads), "a client hung"
+        redis_cluster.wait_healthy(10)
+
+        assert redis_cluster.master_for_slot(slot) is target and moved == 21
+        sync_log = CounterLog(
+            acknowledged=sum(log.acknowledged for log in sync_logs), operations=sum(log.operations for log in sync_logs),
+            failures=[failure for log in sync_logs for failure in log.failures],
+            ids_seen=set().union(*(log.ids_seen for log in sync_logs)),
+        )
+        asked = asking_calls(target) - asking_before
+        counter = Session(store, settings, session_id, RecordingCookie()).get("counter").int
+        acknowledged = sync_log.acknowledged + async_log.acknowledged
+        summary = (
+            f"slot {slot}: {moved} keys moved one by one in {migration:.2f}s, {asked} ASKING on the target; "
+            f"async: {len(async_log.failures)} of {async_log.operations} operations failed, "
+            f"{async_log.acknowledged} increments acknowledged; sync: {len(sync_log.failures)} of "
+            f"{sync_log.operations} failed, {sync_log.acknowledged} acknowledged; counter {counter}"
+        )
+        print(summary, sorted(set(async_log.failures + sync_log.failures))[:5])
+        record_property("migration-key-by-key", summary)
+        assert async_log.failures == [] and sync_log.failures == [], summary
+        assert counter == acknowledged, summary
+        assert {session_id} == sync_log.ids_seen | async_log.ids_seen, "a client lost its session"
+        assert async_log.acknowledged > 200 and sync_log.acknowledged > 50, summary
+        assert asked > 0, "no request ever followed an ASK redirect: the migration window was missed"
+    finally:
+        store.close()
 
 
 @pytest.mark.cluster

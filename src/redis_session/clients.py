@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -44,6 +45,91 @@ class ClientKit(NamedTuple):
     fake: str
 
 
+#: The node the current task sent a bare ASKING to, still owed to its next command (see
+#: _AskingClusterNode).
+_ASKING_OWED: ContextVar[Any] = ContextVar("redis_session_asking_owed", default=None)
+
+
+class _AskingClusterNode(redis.asyncio.cluster.ClusterNode):
+    """An asyncio cluster node that sends ASKING in the same write, on the same connection, as
+    the command it allows.
+
+    redis.asyncio's ``RedisCluster._execute_command`` answers an ASK redirect with
+    ``await node.execute_command("ASKING")`` and then ``await node.execute_command(*args)``: two
+    separate trips through the node's pool, which takes connections first in, first out. With
+    more than one idle connection to the node the command goes out on another connection than
+    the ASKING, the importing node (which serves the slot only after ASKING on that connection)
+    answers MOVED back to the source, the source answers ASK again, and after 8 such rounds the
+    call fails with ``ClusterError: TTL exhausted`` (a 503): a few of every thousand coroutine
+    requests while a slot migrates (issue 17; with redis-py 8.0.1 the MOVED replies also close
+    other tasks' connections, see :class:`AsyncClusterClient`). The blocking client sends
+    ASKING on the command's own connection (redis/cluster.py) and is not affected. Not reported
+    upstream that we could find (redis-py 8.0.1 to 8.2.0: redis/asyncio/cluster.py,
+    ``RedisCluster._execute_command``, ``if asking:``); other clients had the same bug:
+    sewenew/redis-plus-plus#281, Grokzen/redis-py-cluster#89.
+
+    So a bare ASKING sends nothing; it is owed, in the task's context, to the next command this
+    task sends to this node, which then goes out as ``ASKING`` + the command in one write on
+    one connection (a command the task sends to any node first cancels it). redis-py runs the
+    two calls back to back, so the owed ASKING always reaches the command it was meant for.
+    """
+
+    __slots__ = ()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and str(args[0]).upper() == "ASKING":
+            _ASKING_OWED.set(self)
+            return True
+        owed = _ASKING_OWED.get()
+        if owed is None:
+            return await super().execute_command(*args, **kwargs)
+        _ASKING_OWED.set(None)
+        if owed is not self:
+            return await super().execute_command(*args, **kwargs)
+        kwargs.pop("asking", None)  # redis-py 8.2's flag for HIMPORT SET, which it asks for itself
+        connection = self.acquire_connection()
+        try:
+            await self.disconnect_if_needed(connection)
+            await connection.send_packed_command(connection.pack_commands([("ASKING",), args]))
+            try:
+                await connection.read_response()
+            except redis.exceptions.ResponseError:
+                await connection.disconnect()  # the command's own reply is still unread
+                raise
+            return await self.parse_response(connection, args[0], **kwargs)
+        finally:
+            try:
+                await self.disconnect_if_needed(connection)
+            finally:
+                self.release(connection)
+
+
+class AsyncClusterClient(redis.asyncio.cluster.RedisCluster):
+    """redis.asyncio's cluster client, with ASK redirects that reach the importing node (see
+    :class:`_AskingClusterNode`), and MOVED replies that only move their slot."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # On every 5th MOVED (reinitialize_steps) redis-py 8.0.1's asyncio client reinitializes
+        # with aclose(), which closes every connection of every node, those other tasks are
+        # reading replies on included: each of those calls fails with a ConnectionError (a 503,
+        # and an increment that may have been applied). A slot migration ends with a MOVED for
+        # every request in flight to the old owner, so 20 coroutine clients lost up to 8 calls
+        # at a migration (issue 17; the aclose() path is also what redis/redis-py#4322
+        # changes). With 0, a MOVED patches the one slot it names (move_slot), which is all a
+        # redirect needs; connection errors and CLUSTERDOWN still refresh the whole slot map.
+        kwargs.setdefault("reinitialize_steps", 0)
+        super().__init__(*args, **kwargs)
+
+    def get_node(self, host: str | None = None, port: int | None = None,
+                 node_name: str | None = None) -> Any:
+        # redis-py fetches the ASK target with get_node() just before it sends ASKING there;
+        # the node keeps its identity, pool and slot-map entries, only its class changes
+        node = super().get_node(host, port, node_name)
+        if type(node) is redis.asyncio.cluster.ClusterNode:
+            node.__class__ = _AskingClusterNode
+        return node
+
+
 # A standalone client gets redis-py's plain pool with no practical cap of its own: a blocking
 # client holds a connection only while its thread waits, so the threads bound them, and a
 # coroutine handler holds one only while it awaits a reply. With redis-py's default cap of 100 a
@@ -58,7 +144,7 @@ BLOCKING = ClientKit(
 )
 ASYNCIO = ClientKit(
     redis.asyncio.Redis, redis.asyncio.ConnectionPool, redis.asyncio.BlockingConnectionPool,
-    redis.asyncio.retry.Retry, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode,
+    redis.asyncio.retry.Retry, AsyncClusterClient, redis.asyncio.cluster.ClusterNode,
     redis.asyncio.sentinel.Sentinel, "FakeAsyncRedis",
 )
 
