@@ -35,6 +35,9 @@ class CommandError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser: its commands and their own options (the ``--session-*``
+    flags are taken out of the line before it runs, by :func:`split_arguments`). The docs render
+    their admin command page from it, so what ``--help`` says and what they say cannot differ."""
     # --json on the main parser and on every command: accepted before or after the command.
     # SUPPRESS keeps a command's parser from resetting a --json given before the command (so no
     # set_defaults: the parsers share this one action, and it would change the default of all).
