@@ -13,8 +13,8 @@ from redis_session.tornado_session import AsyncSessionHandler
 
 class MainHandler(AsyncSessionHandler):
     async def get(self) -> None:
-        count = (await self.session.count).int        # every Redis round trip is awaited:
-        await self.session.set("count", count + 1)    # the IOLoop serves others meanwhile
+        count = (await self.session.count).int      # each Redis round trip is awaited:
+        await self.session.set("count", count + 1)  # meanwhile the IOLoop serves others
         visits = await self.session.incr("visits")
         self.write(f"count {count + 1}, visits {visits}\n")
 
@@ -22,7 +22,8 @@ class MainHandler(AsyncSessionHandler):
 async def main() -> None:
     define("port", default=3000)
     parse_command_line()
-    app = tornado.web.Application([(r"/", MainHandler)], cookie_secret="a long random secret")
+    app = tornado.web.Application([(r"/", MainHandler)],
+                                  cookie_secret="a long random secret")
     app.listen(options.port, address="127.0.0.1")
     await asyncio.Event().wait()
 

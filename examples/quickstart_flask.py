@@ -8,8 +8,9 @@ from flask import Flask, request
 from redis_session.flask_session import setup_session
 
 app = Flask(__name__)
-app.config.from_mapping(SECRET_KEY="a long random secret", SESSION_REDIS="redis://localhost:6379")
-app.config.from_prefixed_env()  # FLASK_SESSION_REDIS=... in the environment overrides it
+app.config.from_mapping(SECRET_KEY="a long random secret",
+                        SESSION_REDIS="redis://localhost:6379")
+app.config.from_prefixed_env()  # FLASK_SESSION_REDIS=... overrides it
 setup_session(app)
 
 

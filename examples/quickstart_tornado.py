@@ -13,16 +13,17 @@ from redis_session.tornado_session import SessionHandler
 
 class MainHandler(SessionHandler):
     def get(self) -> None:
-        count = self.session.count.int        # read from Redis now; 0 when absent
-        self.session.count = count + 1        # written now, the idle timer restarted in the same round trip
-        visits = self.session.incr("visits")  # added on the server: concurrent requests lose no visit
+        count = self.session.count.int        # read from Redis now; 0 if absent
+        self.session.count = count + 1        # written now; the idle timer restarts
+        visits = self.session.incr("visits")  # added on the server, atomically
         self.write(f"count {count + 1}, visits {visits}\n")
 
 
 async def main() -> None:
     define("port", default=3000)
-    parse_command_line()                      # reads the --session-* flags too
-    app = tornado.web.Application([(r"/", MainHandler)], cookie_secret="a long random secret")
+    parse_command_line()  # the --session-* flags too
+    app = tornado.web.Application([(r"/", MainHandler)],
+                                  cookie_secret="a long random secret")
     app.listen(options.port, address="127.0.0.1")
     await asyncio.Event().wait()
 

@@ -15,7 +15,6 @@ import flask.testing
 import pytest
 import tornado.testing
 import tornado.web
-
 from quickstart_tornado import MainHandler
 
 

@@ -55,11 +55,10 @@ def render(parser: argparse.ArgumentParser) -> list[str]:
     commands = subcommands(parser)
     for choice in commands._choices_actions:
         command = commands.choices[choice.dest]
-        lines += [f".. rubric:: {choice.dest}", f"   :class: command-name", "", escape(command.description or ""), "",
+        lines += [f".. rubric:: {choice.dest}", "   :class: command-name", "", escape(command.description or ""), "",
                   ".. code-block:: text", "", *(f"   {line}" for line in usage(command).splitlines()), ""]
         lines += option_items(command)
-    lines += [".. rubric:: Exit codes", "", escape(" ".join((parser.epilog or "").split())), ""]
-    return lines
+    return lines  # the epilog (exit codes) is the page's own table, checked by a doctest
 
 
 class CommandHelpDirective(SphinxDirective):

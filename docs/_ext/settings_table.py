@@ -30,22 +30,23 @@ def literal(value: Any) -> str:
 
 
 def summary_table(settings: tuple[Setting, ...]) -> list[str]:
+    """One row per setting: its three spellings stacked in one cell (a narrow page has no room
+    for five columns), its type and its default."""
     lines = [
         ".. list-table::",
         "   :header-rows: 1",
         "   :class: settings-summary",
+        "   :widths: 50 10 40",
         "",
-        "   * - flag",
-        "     - Flask config key",
-        "     - ``redis_session={...}`` key",
+        "   * - flag / Flask key / ``redis_session={...}`` key",
         "     - type",
         "     - default",
     ]
     for setting in settings:
         lines += [
-            f"   * - :confval:`{flag(setting)} <session-{setting.name}>`",
-            f"     - ``{config_key(setting.name)}``",
-            f"     - ``\"{setting.name}\"``",
+            f"   * - | :confval:`{flag(setting)} <session-{setting.name}>`",
+            f"       | ``{config_key(setting.name)}``",
+            f"       | ``\"{setting.name}\"``",
             f"     - ``{setting.type.__name__}``",
             f"     - {literal(setting.default)}",
         ]

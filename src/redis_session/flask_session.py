@@ -147,6 +147,8 @@ class SessionRequestMixin:
 
     @property
     def session(self) -> Session:
+        """``request.session``: this request's session, built on first access (no Redis command
+        until a field is used)."""
         session = self._redis_session
         if session is None:
             sessions = _sessions(flask.current_app)
