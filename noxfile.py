@@ -11,6 +11,8 @@ to setup.cfg), then ruff and mypy at their own minimums.
 ``hiredis``: the suite with redis-py's C reply parser.
 ``lint``: ruff, then mypy on the package with the newest and with the lowest redis-py (its type
 annotations change between releases, and a ``type: ignore`` needed by one is unused in the other).
+``docs``: the documentation (docs/build.py: HTML, then the doctests on its pages, warnings as
+errors) with the newest Sphinx, furo and myst-parser, then with the minimums the docs extra declares.
 
 Interpreters come from PATH (``python3.10`` ... ``python3.13``); with pyenv, set
 ``PYENV_VERSION`` to them all, joined by colons. With ``CI`` set a missing interpreter is an
@@ -27,8 +29,11 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 LOWEST_PYTHON = PYTHONS[0]
 NEWEST_PYTHON = PYTHONS[-1]
 LOWEST = "constraints/lowest.txt"
+#: What builds the documentation (the docs extra, less what the package itself needs).
+DOCS_TOOLS = ["sphinx", "furo", "myst-parser"]
+RUFF_PATHS = ["src", "tests", "examples", "bench", "docs", "noxfile.py"]
 
-nox.options.sessions = ["tests", "lowest", "hiredis", "lint"]
+nox.options.sessions = ["tests", "lowest", "hiredis", "lint", "docs"]
 nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 nox.options.reuse_existing_virtualenvs = False
 
@@ -51,7 +56,7 @@ def lowest(session: nox.Session) -> None:
     session.install("-c", LOWEST, ".[test]")
     session.run("python", "-m", "pip", "check")
     _pytest(session)
-    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
+    session.run("ruff", "check", *RUFF_PATHS)
     session.run("mypy", "src/redis_session")
 
 
@@ -67,8 +72,22 @@ def hiredis(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff; mypy on the newest and on the lowest redis-py."""
     session.install("-e", ".[test]")
-    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
+    session.run("ruff", "check", *RUFF_PATHS)
     session.run("mypy", "src/redis_session")
     lowest_redis = [line.strip() for line in open(LOWEST, encoding="utf-8") if line.startswith("redis==")]
     session.install(*lowest_redis)
     session.run("mypy", "src/redis_session")
+
+
+@nox.session(python=NEWEST_PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation with warnings as errors, its examples run as doctests: built with the
+    newest docs tools, then again with the lowest the docs extra declares (constraints/lowest.txt).
+
+    Without network the links to Python, Tornado and Flask need Debian's documentation packages
+    (docs/_ext/inventories.py); .ci/run installs them."""
+    session.install("-e", ".[docs]")
+    session.run("python", "docs/build.py", "-q", "-E")
+    session.install("-c", LOWEST, *DOCS_TOOLS)
+    session.run("python", "-m", "pip", "check")
+    session.run("python", "docs/build.py", "-q", "-E")

@@ -11,7 +11,7 @@ turn, A B C, C B A, ..., so drift hits all of them alike, and a ratio is the med
 rounds of the per-round ratios. --instructions also counts each app's CPU instructions per request
 under valgrind's callgrind, which does not depend on the machine's load. It prints one table and
 writes it, with the machine and the command, to bench/results.md.
-What each row means and the targets: README.rst, section "Performance".
+What each row means and the targets: docs/performance.rst.
 """
 
 from __future__ import annotations

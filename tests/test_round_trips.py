@@ -1,5 +1,5 @@
 """What each session operation costs in Redis round trips, on a real redis-server, and that the
-TTL refresh rides along in the same round trip (the README's cost table, checked).
+TTL refresh rides along in the same round trip (the cost table of docs/using-sessions.rst, checked).
 
 A round trip is one write of a request (a command or a whole pipeline) to a Redis socket,
 counted inside redis-py's connection class, as bench/apps.py counts them.

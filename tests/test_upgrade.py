@@ -1,5 +1,5 @@
 """Upgrading from redis-session 0.2.1: sessions the real 0.2.1 package wrote are read by this one,
-row by row of the README's "Migrating from redis-session 0.2.1" table.
+row by row of the table in docs/migrating.rst.
 
 0.2.1 imports as ``redis_session`` too, so it runs in a virtual environment of its own, built once
 per test run (``legacy_0_2_1``), with the dependencies it needs today (Flask 1.1 and Werkzeug 0.16

@@ -35,6 +35,9 @@ class CommandError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser: its commands and their own options (the ``--session-*``
+    flags are taken out of the line before it runs, by :func:`split_arguments`). The docs render
+    their admin command page from it, so what ``--help`` says and what they say cannot differ."""
     # --json on the main parser and on every command: accepted before or after the command.
     # SUPPRESS keeps a command's parser from resetting a --json given before the command (so no
     # set_defaults: the parsers share this one action, and it would change the default of all).
@@ -57,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--user", metavar="ID", help="only the sessions bound to this user")
     command("show", "print one session's fields").add_argument("handle", metavar="HANDLE", help="as list shows it")
     command("delete", "end one session, as a logout would").add_argument("handle", metavar="HANDLE", help="as list shows it")
-    command("revoke-user", "end every session of a user").add_argument("user_id", metavar="USER_ID")
+    command("revoke-user", "end every session of a user").add_argument(
+        "user_id", metavar="USER_ID", help="the id the sessions were bound to (bind_user)")
     command("purge", "delete every session and user index under the prefix").add_argument(
         "--yes", action="store_true", help="really delete them")
     command("doctor", "what the server will do to sessions: settings that can lose them, and what to set instead").add_argument(

@@ -66,6 +66,7 @@ class Finding:
     role: str = PRIMARY
 
     def as_json(self) -> dict[str, str]:
+        """The finding as a JSON object: what ``redis-session doctor --json`` prints for it."""
         return dataclasses.asdict(self)
 
 

@@ -150,7 +150,8 @@ class SessionRequestMixin:
 
     @property
     def session(self) -> Session:
-        """This request's session (built on first use)."""
+        """``request.session``: this request's session, built on first access (no Redis command
+        until a field is used)."""
         return request_session_of(self, flask.current_app)
 
 

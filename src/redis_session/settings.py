@@ -43,7 +43,8 @@ SETTINGS: tuple[Setting, ...] = (
             "session store URL: redis://, rediss://, unix://, redis+cluster://, redis+sentinel://, "
             "or memory:// (in-process, development only)"),
     Setting("redis-prefix", "prefix", str, "redis",
-            "Redis key prefix: sessions live at {prefix}:sessions:{id}"),
+            "Redis key prefix: sessions live at {prefix}:sessions:{SHA-256 of the id} (see hash-ids), each user's index "
+            "at {prefix}:users:{user id}"),
     Setting("expire", "expire", int, 86400,
             "idle timeout in seconds: a session unused this long is deleted (every read or write restarts it)"),
     Setting("max-lifetime", "max_lifetime", int, 0,
