@@ -34,6 +34,7 @@ extensions = [
     "command_help",
     "docs_checks",
     "module_names",
+    "flask_encodings",
 ]
 
 root_doc = "index"

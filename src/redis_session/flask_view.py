@@ -262,11 +262,13 @@ class RedisSessionInterface(SessionInterface):
     happen in :meth:`save_session` (after every ``after_request`` function)."""
 
     def open_session(self, app: flask.Flask, request: flask.Request) -> SessionMixin:
+        """A view of ``request``'s session that reads nothing until it is first used."""
         from .flask_session import request_session_of
 
         return ServerSideSession(lambda: request_session_of(request, app))
 
     def save_session(self, app: flask.Flask, session: SessionMixin, response: flask.Response) -> None:
+        """Write the keys the request changed, then apply what either view asked of the cookie."""
         from .flask_session import finish_response
 
         finish_response(app, flask.request._get_current_object(), response,  # type: ignore[attr-defined]

@@ -406,6 +406,7 @@ class SessionUserMixin(SessionMixin):
     cookie."""
 
     def get_current_user(self) -> str | None:
+        """The user ``bind_user`` bound the session to, or ``None`` (signed out, or no session)."""
         return self.session.user_id
 
 
@@ -416,6 +417,7 @@ class AsyncSessionUserMixin(AsyncSessionMixin):
     calls ``await super().prepare()`` first."""
 
     async def prepare(self) -> None:
+        """Set ``current_user`` to the session's bound user before the method runs."""
         self.current_user = await self.session.user_id
         parent = super().prepare()
         if parent is not None:
