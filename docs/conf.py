@@ -55,6 +55,10 @@ nitpick_ignore = [
     ("py:class", "redis.Redis"),
     ("py:class", "redis.cluster.RedisCluster"),
     ("py:class", "redis.asyncio.Redis"),
+    # TypeVars in signatures (SessionBackend.with_settings, testing.use_store return what they get):
+    # autodoc renders it as a class name, and a TypeVar has no page of its own
+    ("py:class", "redis_session.backend.BackendT"),
+    ("py:class", "redis_session.testing.AppT"),
 ]
 
 intersphinx_mapping = inventories.mapping()

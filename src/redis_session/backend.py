@@ -13,9 +13,10 @@ block (or, with the cluster down, fail) where nobody can answer a 503.
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from .admin import AsyncSessionAdmin, SessionAdmin
 from .aio import AsyncStore
@@ -26,6 +27,8 @@ from .store import Store
 
 #: A misconfiguration every request meets is logged at most once per this many seconds.
 MISCONFIGURATION_LOG_INTERVAL = 60.0
+
+BackendT = TypeVar("BackendT", bound="SessionBackend")
 
 
 def report_due(holder: dict[str, Any], message: str) -> bool:
@@ -79,6 +82,14 @@ class SessionBackend:
                     del self._async_stores[old_loop]
                 store = self._async_stores[loop] = AsyncStore.connect(self.settings)
         return store
+
+    def with_settings(self: BackendT, settings: SessionSettings) -> BackendT:
+        """A copy of this backend on other settings, with no store built yet; what a framework's
+        subclass adds (Flask's cookie serializer) comes along. Tests move an application to a
+        store of their own with it (see :func:`redis_session.testing.use_store`)."""
+        twin = copy.copy(self)
+        SessionBackend.__init__(twin, settings)
+        return twin
 
     def check_store(self) -> None:
         """Ask the blocking store for a reply now, then send it every kind of command a request
