@@ -29,7 +29,7 @@ from redis_session.protocol import session_handle, session_key, user_index_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings
 from redis_session.store import Store
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisServer, free_port
 from tests.support import RecordingCookie
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -234,6 +234,8 @@ def test_list_names_every_session_by_handle_and_list_user_only_theirs(sessions: 
     assert all(session_id not in text.out for session_id in [bound, *loose])
     mine = sessions.run("--json", "list", "--user", user).json()
     assert [row["handle"] for row in mine] == [session_handle(bound)] and mine[0]["user"] == user
+    sessions.store.client.expire(sessions.key(bound), 90)  # as if the session had been idle
+    assert 85 <= sessions.run("--json", "list", "--user", user).json()[0]["ttl_seconds"] <= 90  # what is left
 
 
 def test_show_prints_every_field_and_a_missing_session_exits_1(sessions: Sessions) -> None:
@@ -245,6 +247,8 @@ def test_show_prints_every_field_and_a_missing_session_exits_1(sessions: Session
     text = sessions.run("show", session_handle(session_id)).out
     assert "alice" in text and re.search(r"^ttl +(1d|23h 59m)", text, re.MULTILINE) and session_id not in text
     assert_one_line_failure(sessions.run("show", "f" * 64), 1, f"no session {'f' * 64!r}")
+    for verb in ("show", "delete"):  # not a handle at all: a usage error, not "no such session"
+        assert_one_line_failure(sessions.run(verb, "nothex"), 2, "is not a session handle")
 
 
 def test_a_user_id_that_starts_with_a_dash_is_still_a_user_id(sessions: Sessions) -> None:
@@ -406,6 +410,9 @@ def syntax_error_in(source: str, path: Path) -> SyntaxError:
     ("session_expire = (\n", None),  # a syntax error: the phrase is the interpreter's own
     ("session_expire = 60\nraise RuntimeError('config exploded')\n", "line 2: RuntimeError: config exploded"),
     ("session_expire = 'soon'\n", "session_expire"),
+    # a typo would point the command at another prefix (purge!) without a word
+    ("sesion_redis_prefix = 'shop'\nport = 8000\n", "sesion_redis_prefix is no redis_session setting (the application "
+                                                      "ignores it too); did you mean session_redis_prefix?"),
 ])
 def test_a_broken_config_file_exits_4(tmp_path: Path, content: str, phrase: str | None) -> None:
     """A config file with a syntax error, one that raises, or one with a bad value exits 4 naming
@@ -454,7 +461,7 @@ def test_a_wrong_password_exits_4(own_redis_server: RedisServer) -> None:
 
 def test_an_unreachable_store_exits_3() -> None:
     """A standalone server or a cluster that refuses connections exits 3 with one line."""
-    port = RedisServer().port  # a free port nothing listens on
+    port = free_port()  # a free port nothing listens on
     for url in (f"redis://127.0.0.1:{port}/0", f"redis+cluster://127.0.0.1:{port}"):
         assert_one_line_failure(admin_command(url, "p", "stats"), 3, "unavailable")
 
@@ -499,7 +506,7 @@ def test_json_errors_are_json_with_the_same_exit_codes(standalone: Sessions, arg
     result = standalone.run(*arguments, "--json")
     assert result.code == code and result.err == ""
     assert result.json()["exit_code"] == code and phrase in result.json()["error"]
-    unreachable = admin_command(f"redis://127.0.0.1:{RedisServer().port}/0", "p", "--json", "stats")
+    unreachable = admin_command(f"redis://127.0.0.1:{free_port()}/0", "p", "--json", "stats")
     assert unreachable.code == 3 and unreachable.json()["exit_code"] == 3
 
 
@@ -605,5 +612,5 @@ def test_the_installed_redis_session_script_runs_the_command(standalone: Session
     if not os.access(script, os.X_OK):
         pytest.skip("redis-session is not installed next to this Python")
     result = subprocess_command(f"--session-redis={standalone.url}", f"--session-redis-prefix={standalone.prefix}",
-                                "show", "nobody", executable=[str(script)])
-    assert_one_line_failure(result, 1, "no session 'nobody'")
+                                "show", "0" * 64, executable=[str(script)])
+    assert_one_line_failure(result, 1, f"no session {'0' * 64!r}")

@@ -20,7 +20,7 @@ from redis_session.doctor import Finding, diagnose, has_risk
 from redis_session.protocol import session_key
 from redis_session.settings import SessionSettings
 from tests import redis_topologies
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisServer, free_port
 
 
 @dataclass
@@ -171,7 +171,7 @@ def test_the_checks_are_callable_from_code(redis_server: RedisServer) -> None:
 
 def test_an_unreachable_store_exits_3() -> None:
     """A store that refuses connections exits 3 with one line, as the other commands do."""
-    report = doctor(f"redis://127.0.0.1:{RedisServer().port}/0", "--strict")
+    report = doctor(f"redis://127.0.0.1:{free_port()}/0", "--strict")
     assert report.code == 3 and report.out == "" and "unavailable" in report.err
 
 

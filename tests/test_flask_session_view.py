@@ -380,3 +380,39 @@ def test_flask_session_on_a_real_redis_uses_one_hash_per_session(redis_server, p
     client.post("/set/pair")
     keys = list(redis.Redis(port=redis_server.port).scan_iter(match=f"{prefix}:*"))
     assert keys == [session_key(prefix, session_id_in(client) or "").encode()]
+
+
+def test_a_store_outage_with_flask_login_is_a_503_for_session_pages_and_harmless_elsewhere(own_redis_server, prefix, caplog):
+    """Redis stops while a user is signed in: a page that needs the session answers 503 with
+    Retry-After (never a 500), a page that does not keeps its answer (Flask-Login still reads the
+    session after every view), and both work again once Redis is back."""
+    app = login_app(own_redis_server.url, prefix)
+
+    @app.get("/plain")
+    def plain() -> str:
+        return "no session needed"
+
+    client = app.test_client()
+    try:
+        client.post("/login/erin")
+        own_redis_server.stop()
+        private = client.get("/private")
+        assert private.status_code == 503 and private.headers["Retry-After"]
+        assert (client.get("/plain").status_code, client.get("/plain").text) == (200, "no session needed")
+        assert "Traceback" not in caplog.text
+        own_redis_server.start()
+        assert client.get("/private").status_code in (200, 401)  # a Redis without persistence lost the session
+    finally:
+        app.extensions["redis_session"].close()
+
+
+def test_the_testing_helpers_sign_a_flask_login_user_in(store_url, prefix):
+    """start_session(app, user_id=...) on an app with flask.session and Flask-Login leaves what
+    login_user leaves: @login_required lets the test client in, and fields keep their types."""
+    from redis_session.testing import start_session
+
+    app = login_app(store_url, prefix)
+    client = app.test_client()
+    start_session(app, user_id="frank", pair=VALUES["pair"]).set_on(client)
+    assert client.get("/private").text == "hello frank, bound to frank"
+    assert client.get("/get/pair").json == {"type": "tuple", "same": True}

@@ -169,6 +169,32 @@ def test_a_boolean_flag_refuses_any_other_word_naming_the_flag(parser, word):
         parser.parse_command_line(["app.py", f"--session-cookie-secure={word}"])
 
 
+@pytest.mark.parametrize(("argument", "message"), [
+    ("--session-expire=abc", r"--session-expire: expected a whole number, got 'abc'"),
+    ("--session-max-fields=1.5", r"--session-max-fields: expected a whole number"),
+    ("--session-redis-timeout=fast", r"--session-redis-timeout: expected a number, got 'fast'"),
+])
+def test_a_number_flag_refuses_text_naming_the_flag(parser, argument, message):
+    """``--session-expire=abc`` stops parse_command_line with an error naming the flag and what
+    it takes, not a bare ``ValueError`` from ``int()``."""
+    with pytest.raises(tornado.options.Error, match=message):
+        parser.parse_command_line(["app.py", argument])
+
+
+def test_a_config_file_number_is_checked_the_same_way(parser, tmp_path):
+    """In a config file a quoted number that is no number is the same error naming the flag; a
+    whole number for a float flag (``session_redis_timeout = 1``) is a number."""
+    bad = tmp_path / "bad.conf"
+    bad.write_text('session_expire = "a day"\n')
+    with pytest.raises(tornado.options.Error, match=r"--session-expire: expected a whole number, got 'a day'"):
+        parser.parse_config_file(str(bad))
+    good = tmp_path / "good.conf"
+    good.write_text("session_expire = 120\nsession_redis_timeout = 1\n")
+    parser.parse_config_file(str(good))
+    settings = resolve_settings(SECRET, parser)
+    assert (settings.expire, settings.redis_timeout) == (120, 1.0)
+
+
 def test_boolean_flags_still_take_python_bools_and_refuse_text(parser):
     """In code and config files a boolean flag takes True/False, as tornado's own bool flags do,
     and refuses a string."""

@@ -17,7 +17,7 @@ import tornado.web
 from redis_session import ConfigurationError, ConfigurationWarning, SessionUnavailableError, StoreRefusedError
 from redis_session.flask_session import setup_session as setup_flask_session
 from redis_session.tornado_session import SessionHandler, setup_session
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisServer, free_port
 from tests.support import COOKIE_SECRET, app_settings
 
 
@@ -58,7 +58,7 @@ def test_setup_session_resolves_once_and_opens_no_connection_unless_asked(serve,
 def test_setup_session_with_check_store_fails_fast_when_the_store_does_not_answer(prefix):
     """``setup_session(app, check_store=True)`` on a store nothing listens on raises
     SessionUnavailableError at start-up."""
-    port = RedisServer().port  # free: nothing listens there
+    port = free_port()  # free: nothing listens there
     app = application(redis_session=app_settings(f"redis://127.0.0.1:{port}/0", prefix, **{"redis-timeout": 0.5}))
     with pytest.raises(SessionUnavailableError):
         setup_session(app, check_store=True)
@@ -160,11 +160,13 @@ def test_flask_answers_500_for_a_store_that_refuses_the_configuration(guarded_se
 ])
 def test_flask_warns_about_a_misspelt_session_key(key, suggestion):
     """A SESSION_* key that is no setting but looks like one warns at setup, naming the setting
-    it probably meant (the default stays in force otherwise, silently)."""
+    it probably meant (the default stays in force otherwise, silently), and the warning points
+    at the application's own setup_session() line, not into the library."""
     app = flask.Flask("misspelt")
     app.config.update(SECRET_KEY=COOKIE_SECRET, SESSION_REDIS="memory://misspelt", **{key: 60})
-    with pytest.warns(ConfigurationWarning, match=f"{key} is not a redis_session setting.*did you mean {suggestion}"):
+    with pytest.warns(ConfigurationWarning, match=f"{key} is not a redis_session setting.*did you mean {suggestion}") as caught:
         setup_flask_session(app)
+    assert caught[0].filename == __file__
 
 
 def test_flask_keys_of_flask_and_of_other_extensions_pass_without_a_warning():

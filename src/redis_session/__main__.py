@@ -24,6 +24,7 @@ import contextlib
 import datetime
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
@@ -47,6 +48,7 @@ from .command_line import (
 from .doctor import OK, REPLICA, RISK, UNKNOWN, diagnose_store
 from .errors import ConfigurationError, SessionUnavailableError
 from .inventory import Inventory, OnPage, SessionRow
+from .protocol import is_handle
 from .settings import SessionSettings
 from .store import STORE_ERRORS, Store
 
@@ -236,15 +238,23 @@ def list_command(inventory: Inventory, options: argparse.Namespace, err: TextIO)
     if options.user is not None:  # through the user's index: no scan
         infos = SessionAdmin(inventory.settings, inventory.store).sessions_for_user(options.user)
         rows = [{"handle": info.handle, "user": info.user_id, "created": iso_time(info.created),
-                 "ttl_seconds": round(info.expires - (info.last_seen or 0)) if info.last_seen else -1} for info in infos]
+                 "ttl_seconds": max(0, round(info.expires - time.time()))} for info in infos]
     else:
         with progress(err, "sessions") as on_page:
             rows = [row_json(row) for row in inventory.rows(on_page)]
     return rows, rows_text(rows)
 
 
+def checked_handle(handle: str) -> str:
+    """A handle as ``list`` prints it (64 hexadecimal characters); anything else is a usage error,
+    not "no such session"."""
+    if not is_handle(handle):
+        raise CommandError(EXIT_USAGE, f"{handle!r} is not a session handle: 64 hexadecimal characters, as list shows them")
+    return handle
+
+
 def show_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
-    details = inventory.show(options.handle)
+    details = inventory.show(checked_handle(options.handle))
     if details is None:
         return None, not_found(inventory, options.handle)
     result = {"handle": details.handle, "ttl_seconds": details.ttl, "fields": details.fields}
@@ -252,7 +262,7 @@ def show_command(inventory: Inventory, options: argparse.Namespace, err: TextIO)
 
 
 def delete_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
-    if not inventory.delete(options.handle):
+    if not inventory.delete(checked_handle(options.handle)):
         return None, not_found(inventory, options.handle)
     return {"deleted": options.handle}, f"deleted session {options.handle}\n"
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import traceback
 from collections.abc import Sequence
@@ -168,8 +169,18 @@ def read_config_file(path: str) -> dict[str, Any]:
         where = f", line {lines[-1]}" if lines else ""
         raise CommandError(EXIT_CONFIGURATION, f"{path}{where}: {type(error).__name__}: {error}") from None
     values: dict[str, Any] = {}
+    known = [f"session-{setting}" for setting in SETTINGS_BY_NAME]
+    misspelt: list[str] = []
     for name, value in namespace.items():
         flag = normalise_name(name)
         if flag.startswith("session-") and flag[len("session-"):] in SETTINGS_BY_NAME:
             values[flag[len("session-"):]] = value
+        elif not name.startswith("__"):
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.8)
+            if close:
+                misspelt.append(f"{name} is no redis_session setting (the application ignores it too); "
+                                f"did you mean {close[0].replace('-', '_')}?")
+    if misspelt:
+        # a typo would otherwise point the command at the wrong prefix or store without a word
+        raise CommandError(EXIT_CONFIGURATION, f"{path}: " + "; ".join(misspelt))
     return values

@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
+import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -257,7 +259,18 @@ def warn_about_misspelt_keys(config: Mapping[str, Any]) -> None:
             close = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
             if close:
                 warnings.warn(f"{key} is not a redis_session setting (so it changes nothing); did you mean {close[0]}?",
-                              ConfigurationWarning, stacklevel=4)
+                              ConfigurationWarning, stacklevel=_stack_level_of_caller())
+
+
+def _stack_level_of_caller() -> int:
+    """The ``stacklevel`` that makes a warning point at the application's line that called into
+    the library (``setup_session(app)``, ``RedisSession(app)``, ``init_app(app)``), however many
+    of the library's own frames lie between."""
+    package = os.path.dirname(__file__) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
 
 
 def _secret_problems(secret: Any, fallbacks: Any) -> list[str]:
@@ -331,7 +344,12 @@ def finish_response(app: flask.Flask, request: Any, response: flask.Response, vi
     ``flask.session`` changed, then apply what either view asked of the cookie. A store error
     while writing turns the response into the 503 (409, 500) it means, never an uncaught 500:
     the view's answer would claim a change that was not made."""
-    if view is not None and view.loaded:
+    if view is not None and view.failure is not None:
+        # The session could not be loaded: in the view (which then answered 503), or after it,
+        # in an after_request function (Flask-Login reads the session of every request), where
+        # the view's answer did not depend on it. Nothing is saved either way.
+        response.vary.add("Cookie")
+    elif view is not None and view.loaded:
         response.vary.add("Cookie")
         try:
             written, deleted = view.changes()

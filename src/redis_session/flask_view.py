@@ -29,7 +29,7 @@ from flask.json.tag import JSONTag, TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from markupsafe import Markup
 
-from .errors import SessionTypeError
+from .errors import SessionTypeError, SessionUnavailableError
 from .protocol import RESERVED_PREFIX, TYPE_TAG_PREFIX
 from .session import Session
 
@@ -183,6 +183,18 @@ class ServerSideSession(SessionMixin):
         self.accessed = False
         self.modified = False
         self.new = False
+        #: The outage that kept the session from loading (the response becomes a 503).
+        self.failure: SessionUnavailableError | None = None
+        #: Set once the view has returned its response (see RedisSessionInterface.open_session).
+        self._response_built = False
+
+    def response_built(self, response: flask.Response) -> flask.Response:
+        """The view has returned: from now on an outage no longer raises (an ``after_request``
+        function such as Flask-Login's reads the session of every request, and an exception
+        there would turn the view's answer into a 500); the session reads as empty, and nothing
+        is saved."""
+        self._response_built = True
+        return response
 
     @property
     def session(self) -> Session:
@@ -194,7 +206,13 @@ class ServerSideSession(SessionMixin):
         values = self._values
         if values is None:
             self.accessed = True
-            stored = self.session.load_stored()
+            try:
+                stored = self.session.load_stored()
+            except SessionUnavailableError as error:
+                self.failure, self._values = error, {}
+                if self._response_built:
+                    return self._values
+                raise
             tags = {name[len(TYPE_TAG_PREFIX):]: raw.decode("ascii", "replace")
                     for name, raw in stored.items() if name.startswith(TYPE_TAG_PREFIX)}
             values = {}
@@ -265,7 +283,10 @@ class RedisSessionInterface(SessionInterface):
         """A view of ``request``'s session that reads nothing until it is first used."""
         from .flask_session import request_session_of
 
-        return ServerSideSession(lambda: request_session_of(request, app))
+        view = ServerSideSession(lambda: request_session_of(request, app))
+        if flask.has_request_context() and flask.request._get_current_object() is request:  # type: ignore[attr-defined]
+            flask.after_this_request(view.response_built)  # runs before the app's after_request functions
+        return view
 
     def save_session(self, app: flask.Flask, session: SessionMixin, response: flask.Response) -> None:
         """Write the keys the request changed, then apply what either view asked of the cookie."""

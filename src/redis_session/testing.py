@@ -162,7 +162,10 @@ def start_session(app: object, /, user_id: str | None = None, **fields: Any) -> 
     index, ``--session-max-per-user`` and ``session.user_id`` as after a real login), then
     ``fields`` are written (``update``, encoded as every write is). ``start_session(app,
     user_id="alice", name="Alice")`` is what a login view that does ``bind_user(...)`` then
-    ``session.name = ...`` leaves behind.
+    ``session.name = ...`` leaves behind. For a Flask app set up with ``flask_session=True`` the
+    fields are stored as ``flask.session`` stores them, and with Flask-Login the user is signed
+    in for it as well (what ``login_user`` leaves: ``_user_id``, ``_fresh``), so
+    ``@login_required`` views let the test in.
 
     :raises ValueError: with neither a user nor a field to store (a session exists from its
         first write; fields that are all ``None`` write nothing).
@@ -170,16 +173,33 @@ def start_session(app: object, /, user_id: str | None = None, **fields: Any) -> 
     """
     backend = _backend(app)
     settings = backend.settings
-    session = Session(backend.store, settings, None, _NewCookie())
+    as_flask_session = bool(getattr(backend, "flask_session", False))
+    session = Session(backend.store, settings, None, _NewCookie(), view_tags=as_flask_session)
     if user_id is not None:
         session.bind_user(user_id)
-    if fields:
+    if as_flask_session:
+        _write_as_flask_session(app, session, user_id, fields)
+    elif fields:
         session.update(fields)
     session_id = session.session_id
     if session_id is None:
         raise ValueError("start_session() needs a user_id or a field that is not None: a session is stored from its first write")
     return SessionCookie(settings.cookie_name, _sign(app, backend, session_id), session_id,
                          settings.cookie_domain, settings.cookie_path)
+
+
+def _write_as_flask_session(app: Any, session: Session, user_id: str | None, fields: dict[str, Any]) -> None:
+    """For an app whose ``flask.session`` is on the session hash: the fields as ``flask.session``
+    stores them (so it reads back the same Python values), and, with Flask-Login, the user
+    signed in for it too, as ``login_user`` leaves the session (``_user_id``, ``_fresh``)."""
+    from .flask_view import encode_value
+
+    values = dict(fields)
+    if user_id is not None and getattr(app, "login_manager", None) is not None:
+        values.setdefault("_user_id", user_id)
+        values.setdefault("_fresh", True)
+    if values:
+        session.save_encoded([(name, *encode_value(name, value)) for name, value in values.items()])
 
 
 def session_id_of(app: object, source: object) -> str | None:

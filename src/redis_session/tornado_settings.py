@@ -52,12 +52,55 @@ class BooleanFlag(metaclass=_BooleanFlagType):
         return _BooleanFlagType("bool", (cls,), {"flag": flag})
 
 
+class _NumberFlagType(type):
+    """As :class:`_BooleanFlagType`, for an int or float flag: it stands for ``int`` (``float``)
+    where tornado.options compares or checks types, but parses with the library's own reader,
+    so ``--session-expire=abc`` (on the command line or in a config file) is an error naming
+    the flag and what it wants, not a bare ``ValueError`` from ``int()``."""
+
+    base: type
+
+    def __eq__(cls, other: object) -> bool:
+        return other is cls.base or other is cls
+
+    def __hash__(cls) -> int:
+        return id(cls)
+
+    def __instancecheck__(cls, value: object) -> bool:
+        # a float flag takes a whole number too (``session_redis_timeout = 1`` in a config file)
+        accepted = (int, float) if cls.base is float else cls.base
+        return isinstance(value, accepted) and not isinstance(value, bool)
+
+
+class NumberFlag(metaclass=_NumberFlagType):
+    """The type of an int or float ``--session-*`` flag (see :class:`_NumberFlagType`)."""
+
+    flag = ""
+    base: type = int
+
+    def __new__(cls, text: str) -> Any:
+        try:
+            return coerce(text, cls.base)
+        except ValueError as error:
+            raise Error(f"--{cls.flag}: {error}") from None
+
+    @classmethod
+    def named(cls, flag: str, base: type) -> type:
+        """The type of the flag ``flag`` holding a ``base`` (int or float)."""
+        return _NumberFlagType(base.__name__, (cls,), {"flag": flag, "base": base})
+
+
 def define_flags(parser: OptionParser = options) -> None:
     """Define every ``--session-*`` flag on ``parser`` (skipping any already defined)."""
     for setting in SETTINGS:
         flag = f"session-{setting.name}"
         if flag not in parser:
-            kind = BooleanFlag.named(flag) if setting.type is bool else setting.type
+            if setting.type is bool:
+                kind = BooleanFlag.named(flag)
+            elif setting.type in (int, float):
+                kind = NumberFlag.named(flag, setting.type)
+            else:
+                kind = setting.type
             parser.define(flag, default=setting.default, type=kind, help=setting.help, group="redis_session")
 
 
