@@ -68,7 +68,7 @@ class _NumberFlagType(type):
 
     def __instancecheck__(cls, value: object) -> bool:
         # a float flag takes a whole number too (``session_redis_timeout = 1`` in a config file)
-        accepted = (int, float) if cls.base is float else cls.base
+        accepted: tuple[type, ...] = (int, float) if cls.base is float else (cls.base,)
         return isinstance(value, accepted) and not isinstance(value, bool)
 
 
