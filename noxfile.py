@@ -30,7 +30,7 @@ LOWEST_PYTHON = PYTHONS[0]
 NEWEST_PYTHON = PYTHONS[-1]
 LOWEST = "constraints/lowest.txt"
 #: What builds the documentation (the docs extra, less what the package itself needs).
-DOCS_TOOLS = ["sphinx", "furo", "myst-parser"]
+DOCS_TOOLS = ["sphinx", "furo", "myst-parser", "pytest"]
 RUFF_PATHS = ["src", "tests", "examples", "bench", "docs", "noxfile.py"]
 
 nox.options.sessions = ["tests", "lowest", "hiredis", "lint", "docs"]
