@@ -246,7 +246,7 @@ def tornado_app(scenario: str, redis_url: str, prefix: str) -> Any:
     # text, nothing else of it) sent with EVALSHA, after the same EXPIRE + HMGET pipeline. This is
     # the floor for a design whose writes must check, in one round trip, that the session still
     # exists (no resurrection); the plain HSET/HINCRBY baselines above cannot make that check.
-    from redis_session.scripts import SCRIPTS
+    from redis_session.script_sets import SCRIPTS
 
     write_sha = client.script_load(SCRIPTS["write"])
     incr_sha = client.script_load(SCRIPTS["incr"])

@@ -34,7 +34,7 @@ TRICKS = {
     "one command without a pipeline": (
         "attr3",
         "a read whose TTL this request has just refreshed is sent as one command, not as a "
-        "one-command pipeline (redis_session.store.Store._send, AsyncStore._send)",
+        "one-command pipeline (redis_session.store.Store._send, redis_session.async_store.AsyncStore._send)",
         "import redis_session.pipelines as p, redis_session.store as s\n"
         "original = s.Store._send\n"
         "def always_pipeline(self, call):\n"

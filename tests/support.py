@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from redis_session.aio import AsyncSession, AsyncStore
+from redis_session.aio import AsyncSession
+from redis_session.async_store import AsyncStore
 from redis_session.clients import memory_server
 from redis_session.errors import SessionUnavailableError
 from redis_session.protocol import session_key

@@ -228,7 +228,8 @@ class JitteryStore:
 
 def test_concurrent_writes_through_one_async_session_make_one_session(redis_server, prefix):
     """asyncio.gather of 20 set() calls on one new async session creates one session holding all 20 fields and sends one cookie."""
-    from redis_session.aio import AsyncSession, AsyncStore
+    from redis_session.aio import AsyncSession
+    from redis_session.async_store import AsyncStore
     from redis_session.settings import SessionSettings
 
     settings = SessionSettings(redis_url=redis_server.url, prefix=prefix)
@@ -274,7 +275,7 @@ class FlakyScripts:
 @pytest.mark.parametrize(("failures", "outcome"), [(1, "answers"), (2, "unavailable")])
 def test_a_connection_closed_under_an_async_read_is_a_dropped_connection(failures, outcome):
     """redis-py's AttributeError on a closed asyncio connection is a dropped connection: a read is resent once, then is a 503."""
-    from redis_session.aio import AsyncStore
+    from redis_session.async_store import AsyncStore
     from redis_session.errors import SessionUnavailableError
     from redis_session.protocol import Call
 
@@ -291,7 +292,7 @@ def test_a_connection_closed_under_an_async_read_is_a_dropped_connection(failure
 
 def test_a_connection_closed_under_an_async_incr_is_not_sent_again():
     """The same failure during incr (not idempotent) is SessionUnavailableError at once, never a second send."""
-    from redis_session.aio import AsyncStore
+    from redis_session.async_store import AsyncStore
     from redis_session.errors import SessionUnavailableError
     from redis_session.protocol import Call
 

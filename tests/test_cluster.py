@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import redis
 
-from redis_session.aio import AsyncSession, AsyncStore
+from redis_session.aio import AsyncSession
+from redis_session.async_store import AsyncStore
 from redis_session.backend import SessionBackend
 from redis_session.errors import SessionUnavailableError
 from redis_session.inventory import Inventory
@@ -385,6 +386,8 @@ def test_slot_migrated_key_by_key_under_async_and_blocking_clients_answers_every
             store.client.set(f"{{{key}}}:other:{number}", number)
         source = redis_cluster.master_for_slot(slot)
         target = next(node for node in redis_cluster.masters() if node is not source)
+        # 21, unless a key another test left happens to share the slot
+        keys_in_slot = cluster_command(source, "CLUSTER", "COUNTKEYSINSLOT", slot)
         asking_before = asking_calls(target)
 
         stop = threading.Event()
@@ -408,7 +411,7 @@ def test_slot_migrated_key_by_key_under_async_and_blocking_clients_answers_every
         assert not any(thread.is_alive() for thread in threads), "a client hung"
         redis_cluster.wait_healthy(10)
 
-        assert redis_cluster.master_for_slot(slot) is target and moved == 21
+        assert redis_cluster.master_for_slot(slot) is target and moved == keys_in_slot >= 21
         sync_log = CounterLog(
             acknowledged=sum(log.acknowledged for log in sync_logs), operations=sum(log.operations for log in sync_logs),
             failures=[failure for log in sync_logs for failure in log.failures],

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import tornado.web
 
-from redis_session.aio import AsyncStore
+from redis_session.async_store import AsyncStore
 from redis_session.store import Store
 from redis_session.tornado_session import AsyncUserSessionHandler, UserSessionHandler
 from tests.conftest import app_settings

@@ -326,6 +326,9 @@ def test_flask_login_keeps_its_state_in_redis_and_a_login_binds_a_new_session_id
     assert app.extensions["redis_session"].admin().sessions_for_user("alice") == []
 
 
+# Flask-Login 0.6.3 (its newest release) sets the remember cookie's expiry with
+# datetime.utcnow(), which Python 3.12 deprecates: its warning, not ours.
+@pytest.mark.filterwarnings(r"ignore:datetime\.datetime\.utcnow\(\) is deprecated:DeprecationWarning:flask_login.login_manager")
 def test_a_remember_me_cookie_logs_in_a_new_browser_session_bound_to_the_user(store_url, prefix):
     """The remember cookie alone (the session cookie gone, as after closing the browser) logs
     the user in again, into a session bound to them."""

@@ -182,7 +182,8 @@ def test_flask_answers_503_for_writes_and_200_for_reads(full_server, prefix):
 
 def test_the_coroutine_store_refuses_writes_the_same_way(full_server, prefix):
     """AsyncSession: incr with memory full raises SessionUnavailableError; reads work."""
-    from redis_session.aio import AsyncSession, AsyncStore
+    from redis_session.aio import AsyncSession
+    from redis_session.async_store import AsyncStore
 
     settings = make_settings(full_server.url, prefix)
 

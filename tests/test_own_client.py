@@ -20,7 +20,7 @@ import redis.retry
 from redis.backoff import NoBackoff
 
 from redis_session import ConfigurationError, ConfigurationWarning, SessionSettings
-from redis_session.aio import AsyncStore
+from redis_session.async_store import AsyncStore
 from redis_session.flask_session import setup_session as setup_flask_session
 from redis_session.tornado_session import AsyncSessionHandler, SessionHandler, backend_for
 from tests.redis_servers import RedisServer

@@ -16,11 +16,13 @@ import pytest
 import redis
 
 from redis_session.admin import SessionAdmin
-from redis_session.aio import AsyncSession, AsyncStore
+from redis_session.aio import AsyncSession
+from redis_session.async_store import AsyncStore
 from redis_session.errors import SessionUnavailableError
 from redis_session.protocol import session_handle, session_key
 from redis_session.session import Session
-from redis_session.store import MASTER_CHECK_SECONDS, REPLICA_COOL_DOWN_SECONDS, Store
+from redis_session.store import Store
+from redis_session.store_rules import MASTER_CHECK_SECONDS, REPLICA_COOL_DOWN_SECONDS
 from tests import redis_topologies
 from tests.redis_topologies import SentinelSetup
 from tests.support import (

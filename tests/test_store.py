@@ -15,14 +15,15 @@ import pytest
 import redis
 import redis.sentinel
 
-import redis_session.store as store_module
+import redis_session.store_rules as store_rules
 from redis_session import SessionSettings
 from redis_session.addresses import describe_url
 from redis_session.backend import SessionBackend
 from redis_session.errors import ConfigurationError, SessionUnavailableError
 from redis_session.protocol import session_key
 from redis_session.session import Session
-from redis_session.store import Store, WaitPolicy
+from redis_session.store import Store
+from redis_session.store_rules import WaitPolicy
 from tests.support import RecordingCookie
 
 
@@ -156,7 +157,7 @@ def test_the_wait_timeout_is_only_checked_when_waiting():
 
 def test_flask_reads_the_wait_settings():
     """SESSION_REDIS_WAIT_REPLICAS and SESSION_REDIS_WAIT_TIMEOUT configure Flask apps."""
-    from redis_session.flask_session import settings_from_config
+    from redis_session.flask_config import settings_from_config
 
     settings = settings_from_config({"SESSION_REDIS": "redis://127.0.0.1:1/0", "SESSION_REDIS_WAIT_REPLICAS": "1",
                                      "SESSION_REDIS_WAIT_TIMEOUT": "0.5"})
@@ -201,7 +202,7 @@ def test_a_sentinel_store_asks_for_the_master_at_most_once_a_second(name):
 
 def test_sentinels_that_do_not_answer_do_not_fail_a_request(name, monkeypatch):
     """When no sentinel answers the master check, the call still goes to the master it knows."""
-    monkeypatch.setattr(store_module, "MASTER_CHECK_SECONDS", 0.0)  # check before every call
+    monkeypatch.setattr(store_rules, "MASTER_CHECK_SECONDS", 0.0)  # check before every call
     store, pool = sentinel_like_store(name, redis.sentinel.MasterNotFoundError("no master for 'mymaster'"))
     session = Session(store, settings_for(f"memory://{name}"), None, RecordingCookie())
     session.set("name", "alice")

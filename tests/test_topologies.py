@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from redis_session.admin import SessionAdmin
-from redis_session.aio import AsyncSession, AsyncStore
+from redis_session.aio import AsyncSession
+from redis_session.async_store import AsyncStore
 from redis_session.protocol import session_handle, session_key, user_index_key
 from redis_session.session import Session
 from redis_session.settings import SessionSettings

@@ -6,7 +6,8 @@ This module re-exports the framework-free API only; it imports neither Tornado n
 from __future__ import annotations
 
 from .admin import AsyncSessionAdmin, SessionAdmin, SessionInfo
-from .aio import AsyncSession, AsyncStore
+from .aio import AsyncSession
+from .async_store import AsyncStore
 from .errors import (
     ConfigurationError,
     ConfigurationWarning,

@@ -45,12 +45,14 @@ from .command_line import (
     load_settings,
     split_arguments,
 )
-from .doctor import OK, REPLICA, RISK, UNKNOWN, diagnose_store
+from .doctor import diagnose_store
+from .doctor_checks import OK, REPLICA, RISK, UNKNOWN
 from .errors import ConfigurationError, SessionUnavailableError
 from .inventory import Inventory, OnPage, SessionRow
 from .protocol import is_handle
 from .settings import SessionSettings
-from .store import STORE_ERRORS, Store
+from .store import Store
+from .store_errors import STORE_ERRORS
 
 #: What using a store can raise; connecting can also raise a ConfigurationError (a URL redis-py refuses).
 STORE_FAILURES: tuple[type[Exception], ...] = (SessionUnavailableError, ConfigurationError, *STORE_ERRORS)

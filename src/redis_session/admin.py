@@ -36,7 +36,7 @@ from .settings import SessionSettings
 from .store import Store
 
 if TYPE_CHECKING:  # the asyncio store is only needed by the coroutine admin
-    from .aio import AsyncStore
+    from .async_store import AsyncStore
 
 __all__ = ["AdminCore", "AsyncSessionAdmin", "SessionAdmin", "SessionInfo", "session_handle"]
 

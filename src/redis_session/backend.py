@@ -19,7 +19,7 @@ import time
 from typing import Any, TypeVar
 
 from .admin import AsyncSessionAdmin, SessionAdmin
-from .aio import AsyncStore
+from .async_store import AsyncStore
 from .operation import drive
 from .settings import SessionSettings
 from .start_up import probe

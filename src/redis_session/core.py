@@ -17,7 +17,7 @@ from .errors import SessionLimitError
 from .identity import check_name
 from .lifecycle import SessionLifecycle
 from .operation import Number, Operation
-from .protocol import CREATED_FIELD, RESERVED_PREFIX, TYPE_TAG_PREFIX, USER_FIELD, Status
+from .protocol import CREATED_FIELD, RESERVED_PREFIX, TYPE_TAG_PREFIX, USER_FIELD, Status, session_handle
 from .value import ABSENT, Value, encode_amount, encode_flash
 
 
@@ -44,20 +44,8 @@ class SessionCore(SessionLifecycle):
 
     def read_all(self) -> Operation[dict[str, Value]]:
         """``{name: Value}`` of every user field, in one round trip."""
-        if self._stored_by_id:
-            yield from self._move_to_hashed_key()
-        if self.session_id is None:
-            return {}
-        reply = yield self._read_call("all")
-        if reply[0] != Status.OK:
-            self._forget(reply[0])
-            return {}
-        fields: dict[str, Value] = {}
-        for raw_name, raw in _items(reply[1]):
-            name = raw_name.decode("utf-8", "surrogateescape")
-            if not name.startswith(RESERVED_PREFIX):
-                fields[name] = Value(raw)
-        return fields
+        stored = yield from self.read_stored()
+        return {name: Value(raw) for name, raw in stored.items() if not name.startswith(RESERVED_PREFIX)}
 
     def read_stored(self) -> Operation[dict[str, bytes]]:
         """Every field as stored, the library's own included (one round trip): what a view with
@@ -241,3 +229,27 @@ def _items(data: Any) -> Iterable[tuple[bytes, bytes]]:
     if isinstance(data, dict):
         return data.items()
     return zip(data[0::2], data[1::2])
+
+
+class CoreFacts:
+    """What :class:`~redis_session.session.Session` and :class:`~redis_session.aio.AsyncSession`
+    both say about their core without asking Redis: written once, so the two cannot drift."""
+
+    __slots__ = ()
+    _core: SessionCore
+
+    @property
+    def session_id(self) -> str | None:
+        """The current id, or ``None`` until the first write creates the session."""
+        return self._core.session_id
+
+    @property
+    def handle(self) -> str | None:
+        """The session's public name (what ``sessions_for_user`` lists and ``revoke`` takes), or
+        ``None`` without a session: a one-way digest of the id, safe to show and post back."""
+        return session_handle(self._core.session_id) if self._core.session_id else None
+
+    @property
+    def known_to_exist(self) -> bool:
+        """Whether this request has asked Redis about the current session and found it there."""
+        return self._core.asked and self._core.session_id is not None

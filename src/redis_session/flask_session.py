@@ -10,14 +10,9 @@ must not fail (or block) because Redis is down while it starts.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
-import os
-import sys
 import time
-import warnings
-from collections.abc import Mapping
 from typing import Any, cast
 
 try:
@@ -32,10 +27,12 @@ except ModuleNotFoundError as missing:  # Flask is an optional extra
 from .admin import SessionAdmin
 from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
-from .errors import ConfigurationError, ConfigurationWarning, SessionConflictError, SessionStateError, SessionUnavailableError
+from .errors import ConfigurationError, SessionConflictError, SessionStateError, SessionUnavailableError
+from .flask_config import config_key, secret_problems, settings_from_config, warn_about_misspelt_keys
+from .flask_login_binding import follow_flask_login
 from .identity import is_legacy_session_id, is_valid_session_id
 from .session import Session
-from .settings import SETTINGS, SessionSettings
+from .settings import SessionSettings
 
 logger = logging.getLogger("redis_session")
 
@@ -43,17 +40,6 @@ __all__ = ["RedisSession", "config_key", "current_session", "session_admin", "se
 
 EXTENSION_KEY = "redis_session"
 COOKIE_SALT = "redis_session.session-id"
-
-
-def config_key(name: str) -> str:
-    """Flask config key of a setting: ``expire`` -> ``SESSION_EXPIRE``."""
-    return "SESSION_" + name.upper().replace("-", "_")
-
-
-def settings_from_config(config: Any) -> SessionSettings:
-    """Settings from a Flask config; ``None`` values (Flask's own defaults) mean "not set"."""
-    values = {setting.name: config.get(config_key(setting.name)) for setting in SETTINGS}
-    return SessionSettings.from_mapping(values, describe=config_key)
 
 
 class _FlaskSessions(SessionBackend):
@@ -213,7 +199,7 @@ class RedisSession:
             raise ConfigurationError("redis_session is already set up on this app; call setup_session(app) once")
         secret = app.config.get("SECRET_KEY")
         fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
-        problems = _secret_problems(secret, fallbacks)
+        problems = secret_problems(secret, fallbacks)
         try:
             settings = settings_from_config(app.config)
         except ConfigurationError as error:
@@ -235,7 +221,7 @@ class RedisSession:
 
             app.session_interface = RedisSessionInterface()  # it saves and sets the cookie
             if self.bind_flask_login:
-                _follow_flask_login(app)
+                follow_flask_login(app)
         else:
             app.after_request(_apply_cookie)
         app.register_error_handler(SessionUnavailableError, _unavailable)
@@ -246,59 +232,6 @@ class RedisSession:
     def admin(app: flask.Flask | None = None) -> SessionAdmin:
         """:class:`~redis_session.SessionAdmin` on ``app``'s store (``current_app`` by default)."""
         return session_admin(app)
-
-
-def warn_about_misspelt_keys(config: Mapping[str, Any]) -> None:
-    """Warn (ConfigurationWarning) about a ``SESSION_*`` key that is neither a setting of this
-    library nor one of Flask's own but looks like one of ours (``SESSION_EXPIRES``): a typo
-    would otherwise leave the default silently in force. Keys of other extensions that look
-    like none of ours pass without a word."""
-    ours = [config_key(setting.name) for setting in SETTINGS]
-    for key in config:
-        if key.startswith("SESSION_") and key not in ours and key not in flask.Flask.default_config:
-            close = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
-            if close:
-                warnings.warn(f"{key} is not a redis_session setting (so it changes nothing); did you mean {close[0]}?",
-                              ConfigurationWarning, stacklevel=_stack_level_of_caller())
-
-
-def _stack_level_of_caller() -> int:
-    """The ``stacklevel`` that makes a warning point at the application's line that called into
-    the library (``setup_session(app)``, ``RedisSession(app)``, ``init_app(app)``), however many
-    of the library's own frames lie between."""
-    package = os.path.dirname(__file__) + os.sep
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
-    return level
-
-
-def _secret_problems(secret: Any, fallbacks: Any) -> list[str]:
-    """Why ``SECRET_KEY`` / ``SECRET_KEY_FALLBACKS`` cannot sign and check the session cookie."""
-    problems: list[str] = []
-    if not secret:
-        problems.append("SECRET_KEY is not set; the session-id cookie is signed with it, so set "
-                        "app.config['SECRET_KEY'] to a long random value")
-    elif not isinstance(secret, (str, bytes)):
-        problems.append(f"SECRET_KEY must be a str or bytes, got {type(secret).__name__}")
-    if fallbacks is not None and not _is_key_list(fallbacks):
-        # A plain string would be taken as a list of one-character keys, each of which anyone can
-        # sign with: refuse it rather than guess. The message names types only, never a secret.
-        if isinstance(fallbacks, (str, bytes)):
-            got = f"a single {type(fallbacks).__name__}; wrap it in a list"
-        elif isinstance(fallbacks, (list, tuple)):
-            got = "a list with an empty or non-text entry"
-        else:
-            got = f"a {type(fallbacks).__name__}"
-        problems.append(
-            "SECRET_KEY_FALLBACKS must be a list of old secret keys, each a non-empty str or bytes "
-            f"(such as ['old-secret']), got {got}"
-        )
-    return problems
-
-
-def _is_key_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and all(isinstance(key, (str, bytes)) and key for key in value)
 
 
 def setup_session(app: flask.Flask, check_store: bool = False, flask_session: bool = False,
@@ -406,30 +339,6 @@ def _set_cookie(app: flask.Flask, request: Any, response: flask.Response, view: 
     else:
         response.delete_cookie(settings.cookie_name, **attributes)
     response.headers["Cache-Control"] = "private, no-store"
-
-
-def _follow_flask_login(app: flask.Flask) -> None:
-    """Bind the session to the user at a Flask-Login login (a new id: session fixation), also
-    one from a remember-me cookie; end it at a logout (the keys the request still holds go to a
-    new session, as Flask-Login leaves them)."""
-    try:
-        from flask_login import user_loaded_from_cookie, user_logged_in, user_logged_out
-    except ImportError:
-        return
-    user_logged_in.connect(_bind_logged_in_user, app)
-    user_loaded_from_cookie.connect(_bind_logged_in_user, app)
-    user_logged_out.connect(_end_logged_out_session, app)
-
-
-def _bind_logged_in_user(sender: flask.Flask, user: Any, **extra: Any) -> None:
-    request_session_of(flask.request, sender).bind_user(str(user.get_id()))
-
-
-def _end_logged_out_session(sender: flask.Flask, user: Any, **extra: Any) -> None:
-    request_session_of(flask.request, sender).destroy()
-    view = flask.session
-    if hasattr(view, "forget_stored"):
-        view.forget_stored()
 
 
 def _misconfigured(error: ConfigurationError) -> tuple[str, int]:

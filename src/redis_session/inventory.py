@@ -32,7 +32,8 @@ from .protocol import (
     user_index_pattern,
 )
 from .settings import SessionSettings
-from .store import STORE_ERRORS, Store
+from .store import Store
+from .store_errors import STORE_ERRORS
 from .user_index import PENDING_PREFIX
 
 T = TypeVar("T")

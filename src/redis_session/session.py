@@ -12,16 +12,15 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, overload
 
-from .core import SessionCore
+from .core import CoreFacts, SessionCore
 from .identity import fingerprint
 from .operation import CookieSink, Number, Operation, T, categories_of, drive, merge_updates
-from .protocol import session_handle
 from .settings import SessionSettings
 from .store import Store
 from .value import Value
 
 
-class Session:
+class Session(CoreFacts):
     """One request's view of a session stored as a Redis hash.
 
     Attribute access is sugar for field access. Names of this class's methods (``get``,
@@ -40,22 +39,6 @@ class Session:
 
     def _run(self, operation: Operation[T]) -> T:
         return drive(operation, self._store.execute)
-
-    @property
-    def session_id(self) -> str | None:
-        """The current id, or ``None`` until the first write creates the session."""
-        return self._core.session_id
-
-    @property
-    def handle(self) -> str | None:
-        """The session's public name (what ``sessions_for_user`` lists and ``revoke`` takes), or
-        ``None`` without a session: a one-way digest of the id, safe to show and post back."""
-        return session_handle(self._core.session_id) if self._core.session_id else None
-
-    @property
-    def known_to_exist(self) -> bool:
-        """Whether this request has asked Redis about the current session and found it there."""
-        return self._core.asked and self._core.session_id is not None
 
     # -- reads -----------------------------------------------------------------------------
 

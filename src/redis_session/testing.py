@@ -15,26 +15,30 @@ application it is given. :mod:`redis_session.pytest_plugin` offers the same as p
 from __future__ import annotations
 
 import re
-import sys
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from .backend import SessionBackend
 from .clients import forget_memory_server
 from .cookies import unquote
 from .errors import SessionStateError
-from .identity import is_legacy_session_id, is_valid_session_id
 from .session import Session
-from .settings import normalise_name
+from .testing_apps import (
+    backend_of,
+    is_flask,
+    is_tornado,
+    not_an_app,
+    sign,
+    unsign,
+    use_flask_store,
+    use_tornado_store,
+)
 from .value import Value
 
 if TYPE_CHECKING:  # pragma: no cover - for the annotations only
-    import flask
-    import tornado.web
+    pass
 
 __all__ = [
     "IsolatedStore",
@@ -146,12 +150,12 @@ def use_store(app: AppT, url: str, *, prefix: str | None = None) -> AppT:
     :raises TypeError: for anything but a Tornado Application or a Flask app.
     """
     overrides = {"redis": url, **({"redis-prefix": prefix} if prefix is not None else {})}
-    if _is_tornado(app):
-        _use_tornado_store(app, overrides)
-    elif _is_flask(app):
-        _use_flask_store(app, url, prefix)
+    if is_tornado(app):
+        use_tornado_store(app, overrides)
+    elif is_flask(app):
+        use_flask_store(app, url, prefix)
     else:
-        raise _not_an_app(app)
+        raise not_an_app(app)
     return app
 
 
@@ -171,7 +175,7 @@ def start_session(app: object, /, user_id: str | None = None, **fields: Any) -> 
         first write; fields that are all ``None`` write nothing).
     :raises ConfigurationError: when the app is not set up for sessions (Flask: ``setup_session``).
     """
-    backend = _backend(app)
+    backend = backend_of(app)
     settings = backend.settings
     as_flask_session = bool(getattr(backend, "flask_session", False))
     session = Session(backend.store, settings, None, _NewCookie(), view_tags=as_flask_session)
@@ -184,7 +188,7 @@ def start_session(app: object, /, user_id: str | None = None, **fields: Any) -> 
     session_id = session.session_id
     if session_id is None:
         raise ValueError("start_session() needs a user_id or a field that is not None: a session is stored from its first write")
-    return SessionCookie(settings.cookie_name, _sign(app, backend, session_id), session_id,
+    return SessionCookie(settings.cookie_name, sign(app, backend, session_id), session_id,
                          settings.cookie_domain, settings.cookie_path)
 
 
@@ -218,7 +222,7 @@ def session_id_of(app: object, source: object) -> str | None:
     :raises ValueError: for a cookie value the app would refuse (a wrong signature, expired).
     :raises TypeError: for any other ``source``.
     """
-    backend = _backend(app)
+    backend = backend_of(app)
     if isinstance(source, SessionCookie):
         return source.session_id
     name = backend.settings.cookie_name
@@ -246,7 +250,7 @@ def session_id_of(app: object, source: object) -> str | None:
     value = unquote(value or "")
     if not value:
         return None
-    session_id = _unsign(app, backend, value)
+    session_id = unsign(app, backend, value)
     if session_id is None:
         raise ValueError(f"this {name!r} cookie is not one the application accepts (wrong signature, expired or malformed)")
     return session_id
@@ -269,114 +273,6 @@ def user_of(app: object, source: object) -> str | None:
 
 
 # -- the frameworks --------------------------------------------------------------------------
-
-
-def _is_tornado(app: object) -> bool:
-    web = sys.modules.get("tornado.web")  # an Application exists only once tornado.web is imported
-    return web is not None and isinstance(app, web.Application)
-
-
-def _is_flask(app: object) -> bool:
-    flask = sys.modules.get("flask")  # likewise: never import Flask for an app that is not one
-    return flask is not None and isinstance(app, flask.Flask)
-
-
-def _not_an_app(app: object) -> TypeError:
-    return TypeError(f"expected a tornado.web.Application or a flask.Flask app, got {type(app).__name__}")
-
-
-def _backend(app: object) -> SessionBackend:
-    """The app's settings and stores, as its requests use them."""
-    if _is_tornado(app):
-        from .tornado_session import backend_for
-
-        return backend_for(_tornado(app))
-    if _is_flask(app):
-        from .flask_session import _sessions
-
-        return _sessions(_flask(app))
-    raise _not_an_app(app)
-
-
-def _tornado(app: object) -> tornado.web.Application:
-    return app  # type: ignore[return-value]  # checked by _is_tornado
-
-
-def _flask(app: object) -> flask.Flask:
-    return app  # type: ignore[return-value]  # checked by _is_flask
-
-
-def _use_tornado_store(app: object, overrides: dict[str, str]) -> None:
-    from .tornado_session import _BACKEND_ATTRIBUTE, setup_session
-
-    settings = _tornado(app).settings
-    current = settings.get("redis_session")
-    kept = {name: value for name, value in (current.items() if isinstance(current, Mapping) else ())
-            if not (isinstance(name, str) and normalise_name(name) in overrides)}
-    old: SessionBackend | None = getattr(app, _BACKEND_ATTRIBUTE, None)
-    settings["redis_session"] = {**kept, **overrides}
-    if old is None:
-        return  # resolved by the first request (or setup_session), from the new setting
-    try:
-        setup_session(_tornado(app))  # resolved again now, as they were before
-    except BaseException:
-        if current is None:
-            settings.pop("redis_session", None)
-        else:
-            settings["redis_session"] = current
-        raise
-    old.close()
-
-
-def _use_flask_store(app: object, url: str, prefix: str | None) -> None:
-    from .flask_session import EXTENSION_KEY
-
-    application = _flask(app)
-    old: SessionBackend | None = application.extensions.get(EXTENSION_KEY)
-    if old is not None:
-        changes: dict[str, Any] = {"redis_url": url, "redis_clients": ()}
-        if prefix is not None:
-            changes["prefix"] = prefix
-        application.extensions[EXTENSION_KEY] = old.with_settings(old.settings.replace(**changes))
-        old.close()
-    application.config["SESSION_REDIS"] = url
-    if prefix is not None:
-        application.config["SESSION_REDIS_PREFIX"] = prefix
-
-
-def _sign(app: object, backend: SessionBackend, session_id: str) -> str:
-    """The cookie value the app's glue would send for ``session_id``."""
-    if _is_tornado(app):
-        import tornado.web
-
-        settings = _tornado(app).settings
-        secret = settings["cookie_secret"]
-        key_version = settings.get("key_version") if isinstance(secret, dict) else None
-        signed = tornado.web.create_signed_value(secret, backend.settings.cookie_name, session_id, version=2, key_version=key_version)
-        return signed.decode("ascii")
-    token: Any = backend.serializer.dumps(session_id)  # type: ignore[attr-defined]  # Flask's backend
-    return token if isinstance(token, str) else bytes(token).decode("ascii")
-
-
-def _unsign(app: object, backend: SessionBackend, value: str) -> str | None:
-    """The id in a session cookie's value if the app's glue accepts it, else ``None``."""
-    settings = backend.settings
-    if _is_tornado(app):
-        import tornado.web
-
-        if len(value) > settings.max_cookie_length:
-            return None
-        try:
-            decoded = tornado.web.decode_signed_value(_tornado(app).settings["cookie_secret"], settings.cookie_name, value,
-                                                      max_age_days=settings.cookie_max_age_days, min_version=2)
-        except (ValueError, TypeError, UnicodeError):
-            decoded = None
-        if decoded is None:
-            return value if settings.legacy_cookies_accepted and is_legacy_session_id(value) else None
-        session_id = decoded.decode("ascii", "replace")
-        return session_id if is_valid_session_id(session_id) else None
-    session_id, _, _ = backend.session_cookie_of(f"{settings.cookie_name}={value}")  # type: ignore[attr-defined]
-    return session_id if isinstance(session_id, str) else None
 
 
 def _name_and_value(set_cookie: str) -> tuple[str, str]:
@@ -437,5 +333,5 @@ def _reading_session(app: object, source: object) -> Session | None:
     session_id = session_id_of(app, source)
     if session_id is None:
         return None
-    backend = _backend(app)
+    backend = backend_of(app)
     return Session(backend.store, backend.settings, session_id, _ReadOnlyCookie())

@@ -8,10 +8,8 @@ Application, on its first request that touches a session, from the flags and the
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
-import weakref
 from asyncio import Future
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -27,6 +25,7 @@ from .errors import ConfigurationError, SessionConflictError, SessionStateError,
 from .identity import is_legacy_session_id, is_valid_session_id
 from .session import Session
 from .settings import SessionSettings
+from .tornado_cookies import TornadoCookie, WebSocketCookie, signed_at
 from .tornado_settings import define_flags, resolve_settings
 
 logger = logging.getLogger("redis_session")
@@ -93,81 +92,6 @@ async def close_session_stores(application: tornado.web.Application) -> None:
         await backend.aclose()
 
 
-class _TornadoCookie:
-    """Sets and expires the session cookie on one handler's response.
-
-    It holds the handler weakly: the handler holds the session and the session holds this sink,
-    so a strong reference back would make every request a reference cycle that only the cyclic
-    garbage collector frees (measured: about 15% of the throughput of a session-free page).
-    """
-
-    __slots__ = ("_handler",)
-
-    def __init__(self, handler: _SessionGlue) -> None:
-        self._handler = weakref.ref(handler)
-
-    def check_can_change(self, action: str, issuing: bool) -> None:
-        """Asked before the first Redis command of an operation that changes the cookie: once the
-        response has finished (``finish()``, ``redirect()``, ``render()``, or in ``on_finish()``)
-        the cookie could never reach the browser, so nothing is written and the caller hears why."""
-        handler = self._handler()
-        if handler is None or handler._finished:
-            raise SessionStateError(
-                f"cannot {action} after the response has finished: the session cookie could no longer be "
-                "sent, so nothing was changed; do it before finish(), redirect() or render() (not in on_finish())"
-            )
-
-    @property
-    def handler(self) -> _SessionGlue:
-        handler = self._handler()
-        if handler is None:
-            raise RuntimeError("the request this session belonged to has finished; its cookie can no longer be set")
-        return handler
-
-    def issue(self, session_id: str) -> None:
-        handler = self.handler
-        settings = handler.session_settings
-        # expires_days=None: the lifetime is Max-Age alone (or a browser-session cookie).
-        handler.set_signed_cookie(
-            settings.cookie_name, session_id, expires_days=None,
-            max_age=settings.cookie_max_age_for_new_sessions, **settings.cookie_attributes()
-        )
-        # A response that sets a session cookie must never be stored by a shared cache (see flush).
-        handler._session_cookie_sent = True
-
-    def expire(self) -> None:
-        handler = self.handler
-        settings = handler.session_settings
-        name = settings.cookie_name
-        past = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-        handler.set_cookie(name, "", expires=past, **settings.cookie_attributes())
-        # set_cookie() drops a zero max_age (it tests "if max_age"), so add Max-Age=0 to the
-        # morsel it just stored: browsers that honour Max-Age over Expires drop the cookie at once,
-        # as with Flask's delete_cookie(). Without that attribute, Expires in 1970 still deletes it.
-        morsel = getattr(handler, "_new_cookie", {}).get(name)
-        if morsel is not None:
-            morsel["max-age"] = "0"
-        handler._session_cookie_sent = True
-
-
-class _WebSocketCookie(_TornadoCookie):
-    """The sink of a WebSocket's session: Tornado refuses set_cookie on one, so its session can be
-    read, written and ended, but never created or given a new id."""
-
-    __slots__ = ()
-
-    def check_can_change(self, action: str, issuing: bool) -> None:
-        if issuing:
-            raise SessionStateError(
-                f"cannot {action} here: the new session id would have to be sent in a cookie, and a "
-                "WebSocket cannot set cookies; create the session (or regenerate it) in an ordinary "
-                "request, such as the page that opens the socket"
-            )
-
-    def expire(self) -> None:
-        pass  # the browser keeps a cookie naming a session that is gone, which reads as none
-
-
 if TYPE_CHECKING:  # pragma: no cover - lets mypy see the RequestHandler API the mixin relies on
     _MixinBase = tornado.web.RequestHandler
 else:
@@ -185,12 +109,12 @@ class _SessionGlue(_MixinBase):
     #: a cookie of redis-session 0.2.1 (see _renew_session_cookie).
     _session_cookie_read: tuple[str | None, float, bool] = (None, 0.0, False)
 
-    def _session_arguments(self) -> tuple[SessionBackend, str | None, _TornadoCookie]:
+    def _session_arguments(self) -> tuple[SessionBackend, str | None, TornadoCookie]:
         backend = backend_for(self.application)
         header = self.request.headers.get("Cookie")
         # With no Cookie header at all (a first visit, most crawlers) there is nothing to read.
         session_id = self._session_id_from_header(backend.settings, header) if header else None
-        sink = _WebSocketCookie if isinstance(self, tornado.websocket.WebSocketHandler) else _TornadoCookie
+        sink = WebSocketCookie if isinstance(self, tornado.websocket.WebSocketHandler) else TornadoCookie
         return backend, session_id, sink(self)
 
     def flush(self, include_footers: bool = False) -> Future[None]:
@@ -266,7 +190,7 @@ class _SessionGlue(_MixinBase):
         if cookie_id is None or session.session_id != cookie_id:
             return
         if session.known_to_exist if legacy else time.time() - signed >= self.session_settings.cookie_renewal_age:
-            _TornadoCookie(self).issue(cookie_id)
+            TornadoCookie(self).issue(cookie_id)
 
     @property
     def session_settings(self) -> SessionSettings:
@@ -381,14 +305,6 @@ class AsyncSessionMixin(_SessionGlue):
                     f"{'it' if len(forgotten) == 1 else 'they'} did nothing: write await before each session operation"
                 )
         return super().finish(chunk)
-
-
-def signed_at(signed_value: str) -> float:
-    """When Tornado signed a (valid, version 2) signed value: its third field, ``10:<seconds>``."""
-    try:
-        return float(signed_value.split("|", 3)[2].split(":", 1)[1])
-    except (IndexError, ValueError):
-        return 0.0
 
 
 class SessionHandler(SessionMixin, tornado.web.RequestHandler):
