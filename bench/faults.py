@@ -12,6 +12,8 @@ extras), the counter app of bench/fault_app.py in a process of its own (``POST /
 answers. Mid-run it injects its fault and heals it, keeps the load on until every request has
 succeeded for a second, then compares what the clients were told with what Redis holds:
 
+* *ok/s before*: 200s per second while every session is busy, before the fault (the setup's
+  healthy throughput: the two sentinel scenarios, side by side, give what durable writes cost);
 * *acknowledged*: 200s with the new value; *503s*: 503 with ``Retry-After``; *unexpected*:
   anything else (a 500, a 503 without ``Retry-After``, no answer within 5 s, a dropped
   connection), which fails the scenario whatever its expectations;
@@ -601,6 +603,8 @@ class Result:
     phantom: int = 0
     longest_outage: float = 0.0
     p99_ms: float = 0.0
+    #: 200s per second in the lead-in, before the fault: the throughput of the setup when healthy
+    ok_per_second_before: float | None = None
     #: acknowledged increments on the sessions issued before the fault: what a Redis that
     #: restarts empty loses
     acknowledged_on_old_sessions: int = 0
@@ -666,6 +670,8 @@ class Scenario:
     settings: dict[str, Any] = field(default_factory=dict)  # redis_session settings beyond the defaults here
     seconds: float = SHORT_SECONDS
     long: bool = False  # only with --long (or named)
+    #: Load before the fault, once every session exists: the window *ok/s before* is measured in.
+    lead_in: float = LEAD_IN_SECONDS
 
 
 DURABLE = {"redis_wait_replicas": 1, "redis_wait_timeout": 0.3, "redis_durable_writes": True}
@@ -681,9 +687,11 @@ SCENARIOS = {scenario.name: scenario for scenario in [
     Scenario("client-kill", SingleRedis, client_kills, (NOTHING_UNEXPECTED, NOTHING_LOST, RECOVERS)),
     Scenario("oom-noeviction", SingleRedis, memory_full, (*SURVIVES, MEMORY_HELD)),
     Scenario("oom-allkeys-lru", SingleRedis, cache_burst, (NOTHING_UNEXPECTED, RECOVERS, SESSIONS_EVICTED)),
-    Scenario("sentinel-failover", Sentinels, sentinel_failover, (NOTHING_UNEXPECTED, RECOVERS)),
+    # 5 s of load before these failovers: their *ok/s before* columns, side by side on one
+    # topology, are what durable writes cost in throughput.
+    Scenario("sentinel-failover", Sentinels, sentinel_failover, (NOTHING_UNEXPECTED, RECOVERS), lead_in=5.0),
     Scenario("sentinel-failover-durable", Sentinels, sentinel_failover, (NOTHING_UNEXPECTED, NOTHING_LOST, RECOVERS),
-             settings=DURABLE),
+             settings=DURABLE, lead_in=5.0),
     Scenario("soak", SingleRedis, soak, (NOTHING_UNEXPECTED, NOTHING_LOST, RECOVERS, APP_RSS_FLAT, REDIS_MEMORY_FLAT),
              seconds=SOAK_SECONDS, long=True),
 ]}
@@ -694,6 +702,14 @@ def percentile(values: list[float], fraction: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def ok_per_second(outcomes: list[Outcome], since: float, until: float) -> float | None:
+    """200s per second among the requests that started at ``since`` or later and finished
+    before ``until`` (``None`` for a scenario whose fault never began)."""
+    if until <= since:
+        return None
+    return round(sum(1 for o in outcomes if o.status == "ok" and o.started >= since and o.finished < until) / (until - since))
 
 
 def longest_outage(outcomes: list[Outcome]) -> float:
@@ -749,6 +765,7 @@ def run_scenario(scenario: Scenario, seconds: float | None = None, handler: str 
     prefix = f"faults{uuid.uuid4().hex[:8]}"
     fault = Fault()
     recovered: float | None = None
+    measured_from = 0.0
     with tempfile.TemporaryDirectory(prefix="redis-session-faults-") as workdir:
         topology = scenario.topology()
         try:
@@ -759,7 +776,8 @@ def run_scenario(scenario: Scenario, seconds: float | None = None, handler: str 
                 load = Load(app.port, "/incr" if handler == "blocking" else "/incr-async").start()
                 try:
                     load.wait_for_sessions()
-                    time.sleep(LEAD_IN_SECONDS)
+                    measured_from = time.monotonic()
+                    time.sleep(scenario.lead_in)
                     scenario.fault(Run(topology, app, load, seconds), fault)
                     recovered = load.wait_recovered(fault.healed)
                     time.sleep(max(0.0, load.started + seconds - time.monotonic()))
@@ -775,6 +793,7 @@ def run_scenario(scenario: Scenario, seconds: float | None = None, handler: str 
         finally:
             topology.cleanup()
     result = account(scenario.name, outcomes, stored, fault, first_seen)
+    result.ok_per_second_before = ok_per_second(outcomes, measured_from, fault.started)
     result.recovered_after = None if recovered is None else round(recovered - fault.healed, 2)
     result.expectations = {expectation.text: expectation.holds(result) for expectation in scenario.expectations}
     result.seconds = round(time.monotonic() - began, 1)
@@ -785,14 +804,15 @@ def run_scenario(scenario: Scenario, seconds: float | None = None, handler: str 
 # report
 # --------------------------------------------------------------------------------------------
 
-HEADER = ["scenario", "requests", "acknowledged", "503s", "unexpected", "stored", "lost", "phantom",
+HEADER = ["scenario", "ok/s before", "requests", "acknowledged", "503s", "unexpected", "stored", "lost", "phantom",
           "longest outage (s)", "p99 (ms)", "expectations"]
 
 
 def row(result: Result) -> list[str]:
     if result.error is not None:
         return [result.scenario, *["-"] * (len(HEADER) - 2), "ERROR"]
-    return [result.scenario, str(result.requests), str(result.acknowledged), str(result.failed), str(result.unexpected),
+    before = "-" if result.ok_per_second_before is None else f"{result.ok_per_second_before:.0f}"
+    return [result.scenario, before, str(result.requests), str(result.acknowledged), str(result.failed), str(result.unexpected),
             str(result.stored), str(result.lost), str(result.phantom), f"{result.longest_outage:.2f}",
             f"{result.p99_ms:.0f}", "PASS" if result.passed else "FAIL"]
 
