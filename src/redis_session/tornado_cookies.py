@@ -54,7 +54,8 @@ class TornadoCookie:
             settings.cookie_name, session_id, expires_days=None,
             max_age=settings.cookie_max_age_for_new_sessions, **settings.cookie_attributes()
         )
-        # A response that sets a session cookie must never be stored by a shared cache (see flush).
+        # A response that sets a session cookie must never be stored by a shared cache (see the
+        # glue's flush() in tornado_session).
         handler._session_cookie_sent = True
 
     def expire(self) -> None:
