@@ -251,6 +251,22 @@ def test_show_prints_every_field_and_a_missing_session_exits_1(sessions: Session
         assert_one_line_failure(sessions.run(verb, "nothex"), 2, "is not a session handle")
 
 
+def test_control_characters_in_user_ids_and_values_are_printed_escaped(standalone: Sessions) -> None:
+    """User ids and field values come from an application's users: list and show print a
+    terminal escape sequence, a newline or a right-to-left override escaped as repr() would, so
+    they can neither rewrite the operator's screen nor forge a row; --json keeps the exact text."""
+    user = "\x1b[31mevil\x1b[0m\nforged"
+    handle = session_handle(standalone.new(user=user, note="\x1b[2Jhi\u202e"))
+    assert [row["user"] for row in standalone.run("list", "--json").json()] == [user]
+    listing = standalone.run("list").out
+    shown = standalone.run("show", handle).out
+    for text in (listing, shown, standalone.run("revoke-user", user).out):
+        assert "\x1b" not in text and "\u202e" not in text
+    assert "\\x1b[31mevil\\x1b[0m\\nforged" in listing and len(listing.splitlines()) == 3  # header, row, count
+    assert "\\x1b[2Jhi\\u202e" in shown
+    assert standalone.run("list", "--json").json() == []  # revoked above
+
+
 def test_a_user_id_that_starts_with_a_dash_is_still_a_user_id(sessions: Sessions) -> None:
     """revoke-user takes a user id starting with '-' as the user id, not as an option."""
     sessions.new(user="-7")

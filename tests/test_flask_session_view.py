@@ -4,6 +4,7 @@ Redis, with the real packages."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -251,6 +252,37 @@ def test_a_store_outage_at_save_is_a_503_not_a_500(prefix):
     app = make_app("redis://127.0.0.1:1/0", prefix)
     response = app.test_client().post("/set/number")
     assert response.status_code == 503 and response.headers["Retry-After"]
+
+
+def test_a_value_past_a_limit_at_save_is_a_413_and_an_unstorable_one_a_500_logged_once(store_url, prefix, caplog):
+    """What a view put in flask.session is checked when the request ends: a value past
+    session-max-value-bytes answers 413 with one log line (input too large, nothing stored);
+    one that cannot be stored at all (a set) is the view's bug, a 500 whose error Flask logs
+    once, not a second time for the error page."""
+    app = make_app(store_url, prefix)
+
+    @app.post("/big")
+    def big() -> str:
+        flask.session["big"] = "x" * 200_000
+        return "ok"
+
+    @app.post("/unstorable")
+    def unstorable() -> str:
+        flask.session["tags"] = {"a", "b"}
+        return "ok"
+
+    client = app.test_client()
+    client.post("/set/number")
+    caplog.set_level(logging.WARNING)
+    response = client.post("/big")
+    assert (response.status_code, response.text) == (413, "Content Too Large: the session cannot hold this much; nothing was stored.\n")
+    assert [record.levelno for record in caplog.records] == [logging.WARNING] and "413 POST /big" in caplog.text
+    assert client.get("/keys").json == {"number": VALUES["number"]}
+    caplog.clear()
+    assert client.post("/unstorable").status_code == 500
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "SessionTypeError" in (errors[0].exc_text or caplog.text), caplog.text
+    assert client.get("/keys").json == {"number": VALUES["number"]}
 
 
 # -- Flask-Login, Flask-WTF, flash() ----------------------------------------------------------

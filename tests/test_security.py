@@ -517,6 +517,40 @@ def test_a_write_past_max_session_bytes_is_refused_and_writes_nothing(make_sessi
     assert list(store.scan_iter(match=f"{prefix}:*")) == [hashed_key(prefix, session.session_id).encode()]
 
 
+def test_a_user_id_over_256_bytes_is_refused_before_redis(make_session, raw_hash, store_client, make_settings, prefix):
+    """bind_user() with a 300-byte user id raises SessionLimitError naming session-max-name-bytes:
+    the id would become part of a key and of every listing. Nothing moves, nothing is indexed."""
+    session = make_session()
+    session.keep = "kept"
+    before, session_id = raw_hash(session), session.session_id
+    with pytest.raises(SessionLimitError, match="user id of 300 bytes .*session-max-name-bytes"):
+        session.bind_user("u" * 300)
+    assert (session.session_id, raw_hash(session)) == (session_id, before)
+    assert list(store_client(make_settings().redis_url).scan_iter(match=f"{prefix}:users:*")) == []
+    session.bind_user("u" * 256)
+    assert session.user_id == "u" * 256
+
+
+@pytest.mark.parametrize("kind", ["tornado blocking", "tornado coroutine", "flask threaded"])
+def test_input_too_large_for_the_session_answers_413_not_a_500(site, redis_server, prefix, caplog, kind):
+    """A handler that stores what a request sent, past a limit (a 200 kB note over
+    session-max-value-bytes, a 300-character user id), and does not catch SessionLimitError:
+    the response is 413 with one log line, no traceback, and the session is unchanged."""
+    caplog.set_level(logging.WARNING)
+    page = site(kind, redis_server.url, prefix)
+    browser = page.browser()
+    assert browser.post("/note", b"small").status == 200
+    for path, body in (("/note", b"x" * 200_000), ("/login/" + "u" * 300, b"")):
+        caplog.clear()
+        response = browser.post(path, body)
+        assert response.status == 413, (path[:10], response)
+        ours = [record.levelno for record in caplog.records if record.name == "redis_session"]
+        assert "Traceback" not in caplog.text and ours == [logging.WARNING]
+        assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+        assert f"413 POST {path}" in caplog.text
+    assert browser.get("/note").text == "small"
+
+
 # -- 6. JSON that would not read back ----------------------------------------------------------------
 
 
@@ -549,13 +583,18 @@ TOSSED = {
     "quoted-value": 'session-id="{0}"; session-id={1}',
     "among-others": "a=1; session-id={0}; b=2; session-id={1}; c=3",
 }
+#: Two Cookie header lines, as Tornado's HTTPHeaders (and Werkzeug's dev server) join them: one
+#: cookie whose value is both, which no signature matches. A comma is no separator: a cookie
+#: value may hold one (test_tornado.py), and splitting there would log its owner out.
+JOINED = "session-id={0},session-id={1}"
 
 
 @pytest.mark.parametrize("kind", ["tornado blocking", "flask threaded"])
 def test_two_session_cookies_however_spelt_give_a_fresh_session(site, redis_server, prefix, caplog, kind):
     """Two session cookies in one Cookie header, whatever the spacing, quoting or order: neither
     session is used, a write starts a new one, and exactly one cookie-tossing warning is logged;
-    one session cookie among other cookies still works, with or without spaces."""
+    two Cookie header lines (joined with a comma) are one cookie no signature matches: a fresh
+    session too. One session cookie among other cookies still works, with or without spaces."""
     caplog.set_level(logging.WARNING, logger="redis_session")
     page = site(kind, redis_server.url, prefix)
     alice, mallory = page.browser(), page.browser()
@@ -575,6 +614,8 @@ def test_two_session_cookies_however_spelt_give_a_fresh_session(site, redis_serv
             assert (response.status, response.text) == (200, "nothing"), name
             assert page.issued(response) not in (None, *ids), name
             assert len(warnings()) == 1, name
+        response = page.browser().post("/note", b"fresh", headers={"Cookie": JOINED.format(first, second)})
+        assert (response.status, response.text) == (200, "nothing") and page.issued(response) not in (None, *ids)
     for spelling in ("a=1; session-id={0}; b=2", "a=1;session-id={0};b=2", "a=1 ;  session-id={0}  ; b=2"):
         caplog.clear()
         response = page.browser().get("/note", headers={"Cookie": spelling.format(values[0])})

@@ -107,8 +107,19 @@ def duration(seconds: int) -> str:
     return " ".join(parts)
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with every character a terminal would act on or hide escaped as ``repr`` does
+    (``\\x1b``, ``\\n``, ``\\u202e``): user ids and field values come from the application's
+    users, and printed raw an escape sequence could rewrite the operator's screen or a newline
+    forge a row."""
+    if text.isprintable():
+        return text
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
+
+
 def table(rows: list[list[str]]) -> str:
-    """Rows as columns aligned on their widest cell."""
+    """Rows as columns aligned on their widest cell, each cell made safe for a terminal."""
+    rows = [[terminal_safe(cell) for cell in row] for row in rows]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in rows)
 
@@ -271,7 +282,7 @@ def delete_command(inventory: Inventory, options: argparse.Namespace, err: TextI
 
 def revoke_user_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     ended = SessionAdmin(inventory.settings, inventory.store).revoke_user(options.user_id)
-    return {"user": options.user_id, "ended": ended}, f"ended {ended} session(s) of user {options.user_id}\n"
+    return {"user": options.user_id, "ended": ended}, f"ended {ended} session(s) of user {terminal_safe(options.user_id)}\n"
 
 
 def purge_command(inventory: Inventory, options: argparse.Namespace, err: TextIO) -> tuple[Any, str]:

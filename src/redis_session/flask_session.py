@@ -27,7 +27,14 @@ except ModuleNotFoundError as missing:  # Flask is an optional extra
 from .admin import SessionAdmin
 from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
-from .errors import ConfigurationError, SessionConflictError, SessionStateError, SessionUnavailableError
+from .errors import (
+    ConfigurationError,
+    RedisSessionError,
+    SessionConflictError,
+    SessionLimitError,
+    SessionStateError,
+    SessionUnavailableError,
+)
 from .flask_config import config_key, secret_problems, settings_from_config, warn_about_misspelt_keys
 from .flask_login_binding import follow_flask_login
 from .identity import is_legacy_session_id, is_valid_session_id
@@ -227,6 +234,7 @@ class RedisSession:
         app.register_error_handler(SessionUnavailableError, _unavailable)
         app.register_error_handler(ConfigurationError, _misconfigured)
         app.register_error_handler(SessionConflictError, _conflict)
+        app.register_error_handler(SessionLimitError, _too_large)
 
     @staticmethod
     def admin(app: flask.Flask | None = None) -> SessionAdmin:
@@ -295,6 +303,13 @@ def finish_response(app: flask.Flask, request: Any, response: flask.Response, vi
             _replace_body(response, *_conflict(error))
         except ConfigurationError as error:
             _replace_body(response, *_misconfigured(error))
+        except SessionLimitError as error:
+            _replace_body(response, *_too_large(error))
+        except RedisSessionError as error:
+            # A value that cannot be stored: the view's 500. Flask saves the session again for
+            # that error page; this mark keeps it from raising (and being logged) twice.
+            view.failure = error
+            raise
     if getattr(request, "_redis_session", None) is not None:
         _set_cookie(app, request, response, view)
 
@@ -353,6 +368,13 @@ def _misconfigured(error: ConfigurationError) -> tuple[str, int]:
 def _unavailable(error: SessionUnavailableError) -> tuple[str, int, dict[str, str]]:
     logger.warning("503 %s %s: %s", flask.request.method, flask.request.path, error)
     return "Service Unavailable: the session store is not answering; try again shortly.\n", 503, {"Retry-After": "1"}
+
+
+def _too_large(error: SessionLimitError) -> tuple[str, int]:
+    """A write past a size limit (a name, a value, the field count, the session's size): input
+    too large for the session, a 413 with one log line, not a traceback."""
+    logger.warning("413 %s %s: %s", flask.request.method, flask.request.path, error)
+    return "Content Too Large: the session cannot hold this much; nothing was stored.\n", 413
 
 
 def _conflict(error: SessionConflictError) -> tuple[str, int]:

@@ -29,7 +29,7 @@ from flask.json.tag import JSONTag, TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from markupsafe import Markup
 
-from .errors import SessionTypeError, SessionUnavailableError
+from .errors import RedisSessionError, SessionTypeError, SessionUnavailableError
 from .protocol import RESERVED_PREFIX, TYPE_TAG_PREFIX
 from .session import Session
 
@@ -183,8 +183,9 @@ class ServerSideSession(SessionMixin):
         self.accessed = False
         self.modified = False
         self.new = False
-        #: The outage that kept the session from loading (the response becomes a 503).
-        self.failure: SessionUnavailableError | None = None
+        #: What kept the session from loading (an outage: the response becomes a 503) or from
+        #: saving (a value that cannot be stored: the request's 500); nothing is saved after it.
+        self.failure: RedisSessionError | None = None
         #: Set once the view has returned its response (see RedisSessionInterface.open_session).
         self._response_built = False
 

@@ -13,7 +13,7 @@ import re
 import secrets
 from typing import Any
 
-from .errors import SessionTypeError, SessionValueError
+from .errors import SessionLimitError, SessionTypeError, SessionValueError
 from .protocol import RESERVED_PREFIX
 
 #: Random bytes of an id stored under its digest (43 URL-safe characters: HASHED_ID_LENGTH), and
@@ -96,12 +96,17 @@ def check_name(name: Any) -> str:
     return name
 
 
-def check_user_id(user_id: str) -> str:
-    """User ids are non-empty text that Redis keys can carry (``{prefix}:users:{user_id}``)."""
+def check_user_id(user_id: str, max_bytes: int) -> str:
+    """User ids are non-empty text that Redis keys can carry (``{prefix}:users:{user_id}``),
+    no longer than a field name may be: the id becomes part of a key and of every listing."""
     if not user_id:
         raise SessionValueError("bind_user() needs a non-empty user id")
     try:
-        user_id.encode("utf-8")
+        size = len(user_id.encode("utf-8"))
     except UnicodeEncodeError:
         raise SessionValueError(f"user id {user_id!r} must be encodable as UTF-8") from None
+    if size > max_bytes:
+        raise SessionLimitError(
+            f"a user id of {size} bytes is over the limit of {max_bytes} (session-max-name-bytes); nothing was written"
+        )
     return user_id

@@ -99,7 +99,7 @@ class SessionLifecycle(SessionState):
 
     def _regenerate(self, user_id: str | None, moving: bool) -> Operation[None]:
         if user_id is not None:
-            check_user_id(user_id)
+            check_user_id(user_id, self.settings.max_name_bytes)
         if self.session_id is not None or user_id is not None:
             self.cookie.check_can_change("bind a user" if user_id is not None else "regenerate the session", issuing=True)
         self._stored_by_id = False

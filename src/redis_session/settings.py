@@ -76,7 +76,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max-fields", "max_fields", int, 1000,
             "most fields one session may hold; a write past it raises SessionLimitError"),
     Setting("max-name-bytes", "max_name_bytes", int, 256,
-            "longest field name, in UTF-8 bytes; a longer one raises SessionLimitError before Redis is asked"),
+            "longest field name or bind_user() user id, in UTF-8 bytes; a longer one raises SessionLimitError "
+            "before Redis is asked"),
     Setting("max-session-bytes", "max_session_bytes", int, 1024 * 1024,
             "most bytes (field names and values together) one session may hold; a write past it raises "
             "SessionLimitError and writes nothing (checked on the server, atomically with max-fields)"),

@@ -21,7 +21,7 @@ from .admin import AsyncSessionAdmin, SessionAdmin
 from .aio import AsyncSession
 from .backend import SessionBackend, report_due
 from .cookies import session_cookie_values
-from .errors import ConfigurationError, SessionConflictError, SessionStateError, SessionUnavailableError
+from .errors import ConfigurationError, SessionConflictError, SessionLimitError, SessionStateError, SessionUnavailableError
 from .identity import is_legacy_session_id, is_valid_session_id
 from .session import Session
 from .settings import SessionSettings
@@ -206,10 +206,14 @@ class _SessionGlue(_MixinBase):
         if isinstance(value, SessionConflictError):
             logger.warning("409 %s %s: %s", self.request.method, self.request.path, value)
             return
+        if isinstance(value, SessionLimitError):
+            logger.warning("413 %s %s: %s", self.request.method, self.request.path, value)
+            return
         if isinstance(value, ConfigurationError):
             if report_due(self.application.__dict__, str(value)):
-                logger.error("500 %s %s: %s (setup_session(app, check_store=True) at start-up finds this before serving; "
-                             "the same error is logged again at most once a minute)", self.request.method, self.request.path, value)
+                logger.error("500 %s %s: %s (setup_session(app) before listen() finds this at start-up, with "
+                             "check_store=True also what the store refuses; the same error is logged again at most "
+                             "once a minute)", self.request.method, self.request.path, value)
             return
         super().log_exception(typ, value, tb)
 
@@ -219,6 +223,8 @@ class _SessionGlue(_MixinBase):
             status_code = 503
         elif exc_info is not None and isinstance(exc_info[1], SessionConflictError):
             status_code = 409
+        elif exc_info is not None and isinstance(exc_info[1], SessionLimitError):
+            status_code = 413
         super().send_error(status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
