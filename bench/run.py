@@ -491,23 +491,13 @@ def measure_group(group: Group, options: argparse.Namespace, client: redis.Redis
             PROCESSES.stop(proxy)
 
 
-class NullCookie:
-    def issue(self, session_id: str) -> None:
-        pass
-
-    def expire(self) -> None:
-        pass
-
-    def check_can_change(self, action: str, issuing: bool) -> None:
-        pass
-
-
 def measure_memory(redis_url: str, prefix: str, count: int) -> dict[str, Any]:
     """Average MEMORY USAGE of sessions with 6 short fields, created through the library."""
     sys.path.insert(0, ROOT)
     from redis_session.protocol import session_key
     from redis_session.session import Session
     from redis_session.settings import SessionSettings
+    from redis_session.start_up import NoCookie
     from redis_session.store import Store
 
     settings = SessionSettings.from_mapping({"redis": redis_url, "redis-prefix": prefix})
@@ -515,7 +505,7 @@ def measure_memory(redis_url: str, prefix: str, count: int) -> dict[str, Any]:
     fields = {"a": "alice", "b": "bob", "c": "carol", "d": "dave", "e": "erin", "f": "frank"}
     keys = []
     for _ in range(count):
-        session = Session(store, settings, None, NullCookie())
+        session = Session(store, settings, None, NoCookie())
         session.update(fields)
         keys.append(session_key(prefix, session.session_id or ""))  # the id's digest, as the library keys it
     client: redis.Redis = store.client

@@ -23,8 +23,9 @@ from .settings import SessionSettings
 PROBE_FIELD = "start-up-check"
 
 
-class _NoCookie:
-    """The probe session has no browser: it sends no cookie."""
+class NoCookie:
+    """The cookie sink of a session with no browser (the probe here, a script that writes
+    sessions): it sends no cookie and refuses nothing."""
 
     def issue(self, session_id: str) -> None:
         pass
@@ -39,7 +40,7 @@ class _NoCookie:
 def probe(settings: SessionSettings) -> Operation[None]:
     """Create, read and end a probe session, then read and edit a probe user's index. Leaves
     nothing behind: the session is ended, the index entry it removes never existed."""
-    session = SessionCore(settings, None, _NoCookie())
+    session = SessionCore(settings, None, NoCookie())
     yield from session.write(((PROBE_FIELD, "1"),))
     yield from session.read((PROBE_FIELD,))
     yield from session.destroy()
